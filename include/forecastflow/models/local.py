@@ -1,0 +1,117 @@
+"""Wrappers that make single-series models handle panels and several targets, by fitting
+one copy per series (``PerSeries``) or per target column (``PerColumn``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecastflow.data import DATE, SERIES
+from forecastflow.models.base import Forecast, Forecaster, ModelError
+
+
+class PerColumn(Forecaster):
+    """One clone of ``model`` per target column (for univariate models)."""
+
+    family = "per_column"
+
+    def __init__(self, model: Forecaster) -> None:
+        self.model = model
+
+    @property
+    def capabilities(self) -> dict[str, bool]:  # type: ignore[override]
+        return {**self.model.capabilities, "multivariate": True}
+
+    @property
+    def coverage(self) -> float:
+        return self.model.coverage
+
+    @property
+    def fit_info_(self) -> dict[str, object]:
+        return _merge_info(self.models_.values())
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self.models_ = {col: self.model.clone().fit(y[[col]], X) for col in y.columns}
+
+    def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
+        if not hasattr(self, "models_"):
+            raise ModelError("per_column: call fit before predict")
+        parts = [m.predict(horizon, X) for m in self.models_.values()]
+        return Forecast(*(pd.concat([getattr(p, a) for p in parts], axis=1)
+                          for a in ("mean", "lower", "upper")), coverage=self.coverage)
+
+
+class PerSeries(Forecaster):
+    """One clone of ``model`` per series of a panel (``(series_id, date)`` index)."""
+
+    family = "per_series"
+
+    def __init__(self, model: Forecaster) -> None:
+        self.model = model
+
+    @property
+    def capabilities(self) -> dict[str, bool]:  # type: ignore[override]
+        return {**self.model.capabilities, "multivariate": True, "panel": True}
+
+    @property
+    def coverage(self) -> float:
+        return self.model.coverage
+
+    @property
+    def fit_info_(self) -> dict[str, object]:
+        return _merge_info(self.models_.values())
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self.models_ = {}
+        for sid, ys in y.groupby(level=SERIES, sort=False):
+            ys = _single(ys, self.freq_)
+            xs = None if X is None else _single(X.xs(sid, level=SERIES, drop_level=False),
+                                               self.freq_)
+            self.models_[str(sid)] = local_model(self.model.clone(), ys).fit(ys, xs)
+
+    def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
+        if not hasattr(self, "models_"):
+            raise ModelError("per_series: call fit before predict")
+        out = {"mean": [], "lower": [], "upper": []}
+        for sid, model in self.models_.items():
+            xs = None
+            if X is not None and model.exog_:
+                if sid not in X.index.get_level_values(SERIES):
+                    raise ModelError(f"future exog has no rows for series {sid!r}")
+                xs = X.xs(sid, level=SERIES)
+            fc = model.predict(horizon, xs)
+            for key in out:
+                frame = getattr(fc, key)
+                frame.index = pd.MultiIndex.from_product([[sid], frame.index],
+                                                         names=[SERIES, DATE])
+                out[key].append(frame)
+        return Forecast(*(pd.concat(out[k]) for k in ("mean", "lower", "upper")),
+                        coverage=self.coverage)
+
+
+def _single(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
+    frame = frame.droplevel(SERIES)
+    frame.index = pd.DatetimeIndex(frame.index, freq=freq, name=DATE)
+    return frame
+
+
+def _merge_info(models: object) -> dict[str, object]:
+    infos = [getattr(m, "fit_info_", {}) for m in models]
+    converged = [i.get("converged", True) for i in infos]
+    warnings = sorted({w for i in infos for w in i.get("warnings", [])})
+    return {"converged": bool(np.all(converged)), "n_not_converged": int(np.sum(~np.array(
+        converged, dtype=bool))), "warnings": warnings}
+
+
+def local_model(model: Forecaster, y: pd.DataFrame) -> Forecaster:
+    """Wrap ``model`` in ``PerColumn`` when it is univariate and ``y`` has several targets."""
+    if y.shape[1] > 1 and not model.capabilities["multivariate"]:
+        return PerColumn(model)
+    return model
+
+
+def adapt(model: Forecaster, y: pd.DataFrame) -> Forecaster:
+    """The model, wrapped as needed so that it can fit ``y`` (panel and/or several targets)."""
+    if isinstance(y.index, pd.MultiIndex) and not model.capabilities["panel"]:
+        return PerSeries(model)
+    return local_model(model, y)

@@ -1,0 +1,99 @@
+"""The library pipeline end to end, without Airflow: ingest → validate → plan → search →
+select → fit the winner on all data → forecast. The training DAGs call the same stage
+functions task by task."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from forecastflow.config import ProblemConfig
+from forecastflow.data import SeriesData
+from forecastflow.ingest import read_source
+from forecastflow.models.base import Forecast
+from forecastflow.preprocess import ForecastPipeline
+from forecastflow.search import (
+    Selection,
+    Trial,
+    TrialResult,
+    baseline_trial,
+    plan_trials,
+    run_trial,
+    select,
+)
+from forecastflow.validate import validate
+
+log = logging.getLogger(__name__)
+
+
+def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> SeriesData:
+    """Read the source and validate it, keeping data at or before ``cutoff``."""
+    return validate(read_source(problem.source), problem, cutoff=cutoff)
+
+
+def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig) -> ForecastPipeline:
+    """Fit the selected trial on all the data."""
+    model = trial.build(problem, data.season)
+    model.fit(data.y, data.X)
+    return model
+
+
+@dataclass
+class RunReport:
+    problem: str
+    selection: Selection
+    baseline: TrialResult
+    model: ForecastPipeline
+    forecast: Forecast | None
+    trials: list[TrialResult]
+    seconds: float
+    fingerprint: str
+    metric: str = "mase"
+
+    @property
+    def ratio(self) -> float:
+        metric = "mase"
+        return self.selection.best.metrics[metric] / self.baseline.metrics[metric]
+
+    def summary(self) -> dict[str, Any]:
+        best = self.selection.best
+        return {
+            "problem": self.problem,
+            "family": best.trial.family,
+            "params": best.trial.params,
+            "transform": best.trial.transform,
+            "metrics": {k: round(v, 4) for k, v in best.metrics.items()},
+            "baseline_mase": round(self.baseline.metrics["mase"], 4),
+            "mase_ratio": round(self.ratio, 4),
+            "trials": len(self.trials),
+            "failed_trials": sum(t.status != "ok" for t in self.trials),
+            "seconds": round(self.seconds, 1),
+            "fingerprint": self.fingerprint,
+            "per_family": {f: round(r.metrics[self.metric], 4)
+                           for f, r in self.selection.per_family.items()},
+        }
+
+
+def run_problem(problem: ProblemConfig, families: list[str] | None = None,
+                max_trials: int | None = None, cutoff: pd.Timestamp | None = None,
+                data: SeriesData | None = None) -> RunReport:
+    """Search, select and fit for one problem; returns everything a caller wants to log."""
+    start = time.perf_counter()
+    data = data if data is not None else load_data(problem, cutoff)
+    trials = plan_trials(problem, families, max_trials)
+    log.info("problem %s: %d trial(s) over %s", problem.name, len(trials),
+             sorted({t.family for t in trials}))
+    results = [run_trial(t, data, problem) for t in trials]
+    selection = select(results, problem.metric, problem.coverage)
+    baseline = run_trial(baseline_trial(problem), data, problem)
+    best = selection.best
+    model = fit_final(best.trial, data, problem)
+    forecast = None
+    if not model.exog_:
+        forecast = model.predict(problem.horizon)
+    return RunReport(problem.name, selection, baseline, model, forecast, results,
+                     time.perf_counter() - start, data.fingerprint(), problem.metric)

@@ -1,0 +1,136 @@
+"""Target transforms with exact inverses, and the pipeline that wraps a model with one.
+
+Transforms are fitted on the training data of each backtest window only (no statistic of the
+future leaks in). Inverses:
+
+- ``log``: ``exp``; being monotone, it maps interval bounds exactly.
+- ``diff``: levels are the last observed level plus the cumulative sum of forecast changes.
+  Bounds accumulate the per-step half-widths in quadrature (``sqrt(sum w_i^2)``), which is exact
+  when the change forecasts' errors are independent (as for white-noise residuals).
+- ``log-diff``: ``diff`` on the log scale, then ``exp``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecastflow.data import DATE, SERIES
+from forecastflow.models.base import Forecast, Forecaster, ModelError
+from forecastflow.models.local import adapt
+
+TRANSFORMS = ("none", "log", "diff", "log-diff")
+
+
+class Transform:
+    """A target transform; ``fit_transform`` remembers what ``inverse`` needs."""
+
+    def __init__(self, kind: str = "none") -> None:
+        if kind not in TRANSFORMS:
+            raise ModelError(f"unknown transform {kind!r}; choose from {list(TRANSFORMS)}")
+        self.kind = kind
+
+    @property
+    def uses_log(self) -> bool:
+        return self.kind in ("log", "log-diff")
+
+    @property
+    def uses_diff(self) -> bool:
+        return self.kind in ("diff", "log-diff")
+
+    def fit_transform(self, y: pd.DataFrame) -> pd.DataFrame:
+        z = y.astype(float)
+        if self.uses_log:
+            if (z <= 0).to_numpy().any():
+                raise ModelError(f"transform {self.kind!r} needs positive values; "
+                                 f"min is {float(z.min().min())}")
+            z = np.log(z)
+        if self.uses_diff:
+            panel = isinstance(z.index, pd.MultiIndex)
+            self.last_ = z.groupby(level=SERIES, sort=False).last() if panel else z.iloc[-1]
+            self.first_ = z.groupby(level=SERIES, sort=False).head(1) if panel else z.iloc[:1]
+            z = (z.groupby(level=SERIES, sort=False).diff() if panel else z.diff()).dropna()
+        return z
+
+    def transform_exog(self, X: pd.DataFrame | None) -> pd.DataFrame | None:
+        """Exog rows aligned with the transformed targets (diff drops the first period)."""
+        if X is None or not self.uses_diff:
+            return X
+        panel = isinstance(X.index, pd.MultiIndex)
+        first = X.groupby(level=SERIES, sort=False).cumcount() == 0 if panel else (
+            np.arange(len(X)) == 0)
+        return X[~np.asarray(first)]
+
+    def inverse(self, z: pd.DataFrame) -> pd.DataFrame:
+        """Exact inverse of ``fit_transform`` for the training frame."""
+        if self.uses_diff:
+            panel = isinstance(z.index, pd.MultiIndex)
+            z = pd.concat([self.first_, z])
+            z = z.sort_index(level=[SERIES, DATE]) if panel else z.sort_index()
+            z = z.groupby(level=SERIES, sort=False).cumsum() if panel else z.cumsum()
+        return np.exp(z) if self.uses_log else z
+
+    def inverse_forecast(self, fc: Forecast) -> Forecast:
+        mean, lower, upper = fc.mean, fc.lower, fc.upper
+        if self.uses_diff:
+            panel = isinstance(mean.index, pd.MultiIndex)
+
+            def accumulate(frame: pd.DataFrame) -> pd.DataFrame:
+                return frame.groupby(level=SERIES, sort=False).cumsum() if panel else (
+                    frame.cumsum())
+
+            if panel:
+                last = self.last_.reindex(mean.index.get_level_values(SERIES))
+                last.index = mean.index
+            else:
+                last = pd.DataFrame([self.last_.to_numpy()] * len(mean), index=mean.index,
+                                    columns=mean.columns)
+            level = accumulate(mean) + last
+            up = np.sqrt(accumulate((upper - mean) ** 2))
+            down = np.sqrt(accumulate((mean - lower) ** 2))
+            mean, lower, upper = level, level - down, level + up
+        if self.uses_log:
+            mean, lower, upper = np.exp(mean), np.exp(lower), np.exp(upper)
+        return Forecast(mean, lower, upper, fc.coverage)
+
+
+class ForecastPipeline(Forecaster):
+    """A model behind a target transform; adapts the model to panels and several targets."""
+
+    family = "pipeline"
+
+    def __init__(self, model: Forecaster, transform: str = "none") -> None:
+        self.model = model
+        self.transform = transform
+
+    @property
+    def capabilities(self) -> dict[str, bool]:  # type: ignore[override]
+        return {"multivariate": True, "exogenous": self.model.capabilities["exogenous"],
+                "panel": True, "intervals": True}
+
+    @property
+    def coverage(self) -> float:
+        return self.model.coverage
+
+    @property
+    def fit_info_(self) -> dict[str, object]:
+        return getattr(self.model_, "fit_info_", {"converged": True, "warnings": []})
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self.transform_ = Transform(self.transform)
+        z = self.transform_.fit_transform(y)
+        Xz = self.transform_.transform_exog(X)
+        if isinstance(z.index, pd.DatetimeIndex):
+            z.index = pd.DatetimeIndex(z.index, freq=self.freq_, name=DATE)
+            if Xz is not None:
+                Xz.index = z.index
+        self.model_ = adapt(self.model.clone(), z).fit(z, Xz)
+
+    def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
+        if not hasattr(self, "model_"):
+            raise ModelError("pipeline: call fit before predict")
+        Xf = self._check_future_exog(horizon, X, self.forecast_index(horizon))
+        return self.transform_.inverse_forecast(self.model_.predict(horizon, Xf))
+
+    def __repr__(self) -> str:
+        return f"ForecastPipeline({self.model!r}, transform={self.transform!r})"

@@ -1,0 +1,227 @@
+"""Hyperparameter search: plan trials from search spaces, run one trial as one pure call,
+select the best trial per family and the best family.
+
+A trial is small and JSON-serializable (family, params, transform), so an orchestrator can map
+over trials, or over batches of trials × batches of series for large panels, and pass results
+back as plain dicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from forecastflow.backtest import BacktestSpec, backtest
+from forecastflow.config import Distribution, ModelSpec, ProblemConfig
+from forecastflow.data import SeriesData
+from forecastflow.metrics import METRICS, score
+from forecastflow.models import BASELINE, build_model
+from forecastflow.preprocess import ForecastPipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    family: str
+    params: dict[str, Any]
+    transform: str = "none"
+
+    @property
+    def trial_id(self) -> str:
+        payload = json.dumps([self.family, self.params, self.transform], sort_keys=True,
+                             default=str)
+        return f"{self.family}-{hashlib.sha1(payload.encode()).hexdigest()[:8]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial_id": self.trial_id, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trial:
+        return cls(data["family"], dict(data["params"]), data.get("transform", "none"))
+
+    def build(self, problem: ProblemConfig, season: int) -> ForecastPipeline:
+        model = build_model(self.family, self.params, coverage=problem.coverage,
+                            season_length=season)
+        return ForecastPipeline(model, self.transform)
+
+
+@dataclass
+class TrialResult:
+    trial: Trial
+    metrics: dict[str, float]
+    windows: list[dict[str, Any]]
+    status: str
+    seconds: float
+    n_series: int = 1
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_failed_windows(self) -> int:
+        return sum(1 for w in self.windows if w["status"] != "ok")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trial": self.trial.to_dict(), "metrics": self.metrics, "windows": self.windows,
+                "status": self.status, "seconds": self.seconds, "n_series": self.n_series,
+                "error": self.error, "extra": self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialResult:
+        return cls(Trial.from_dict(data["trial"]), data["metrics"], data["windows"],
+                   data["status"], data["seconds"], data.get("n_series", 1),
+                   data.get("error", ""), data.get("extra", {}))
+
+
+def _sample(space: Distribution, rng: random.Random) -> float | int:
+    if space.log:
+        value = math.exp(rng.uniform(math.log(space.low), math.log(space.high)))
+    else:
+        value = rng.uniform(space.low, space.high)
+    return round(value) if space.integer else round(value, 6)
+
+
+def expand(spec: ModelSpec, budget: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Parameter sets for one family: the full grid when it fits in ``budget``, otherwise a
+    seeded random sample of it (ranges are sampled)."""
+    rng = random.Random(f"{seed}-{spec.family}")
+    grids = {k: v for k, v in spec.search.items() if isinstance(v, list)}
+    ranges = {k: v for k, v in spec.search.items() if isinstance(v, Distribution)}
+    names = list(grids)
+    combos = [dict(zip(names, values, strict=True))
+              for values in itertools.product(*grids.values())] or [{}]
+    if not ranges and len(combos) <= budget:
+        chosen = combos
+    elif not ranges:
+        chosen = rng.sample(combos, budget)
+    else:
+        chosen = [{**rng.choice(combos), **{k: _sample(v, rng) for k, v in ranges.items()}}
+                  for _ in range(budget)]
+    seen, out = set(), []
+    for params in chosen:
+        merged = {**spec.params, **params}
+        key = json.dumps(merged, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(merged)
+    return out
+
+
+def plan_trials(problem: ProblemConfig, families: list[str] | None = None,
+                max_trials: int | None = None) -> list[Trial]:
+    """All trials for the problem, optionally restricted to ``families``; ``max_trials`` is a
+    per-family budget overriding the YAML."""
+    if families:
+        unknown = sorted(set(families) - {s.family for s in problem.models})
+        if unknown:
+            raise ValueError(f"families {unknown} are not declared in problem "
+                             f"{problem.name!r}; declared: {[s.family for s in problem.models]}")
+    trials = []
+    for spec in problem.models:
+        if families and spec.family not in families:
+            continue
+        budget = max_trials or spec.max_trials or problem.max_trials
+        transform = spec.transform or problem.transform
+        trials += [Trial(spec.family, params, transform)
+                   for params in expand(spec, budget, problem.seed)]
+    return trials
+
+
+def baseline_trial(problem: ProblemConfig) -> Trial:
+    """The seasonal-naive benchmark on the original scale."""
+    return Trial(BASELINE, {}, "none")
+
+
+def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str, problem: ProblemConfig,
+              series_ids: list[str] | None = None, windows: int | None = None,
+              horizon: int | None = None) -> TrialResult:
+    """Backtest one trial on ``data`` (a :class:`SeriesData` or the path it was saved to),
+    optionally on a batch of ``series_ids`` of a panel."""
+    trial = Trial.from_dict(trial) if isinstance(trial, dict) else trial
+    if isinstance(data, str):
+        data = SeriesData.load(data)
+    if series_ids is not None:
+        data = data.subset(series_ids)
+    spec = BacktestSpec.from_problem(problem, data.season, windows=windows, horizon=horizon)
+    start = time.perf_counter()
+    model = trial.build(problem, data.season)
+    result = backtest(model, data, spec)
+    seconds = time.perf_counter() - start
+    status = "ok" if result.ok else "failed"
+    errors = sorted({str(e) for e in result.windows["error"] if e})
+    table = result.windows.assign(cutoff=result.windows["cutoff"].astype(str))
+    windows_records = json.loads(table.to_json(orient="records"))
+    log.info("trial %s %s: %s in %.1fs, %s=%.4f%s", trial.trial_id, trial.params, status,
+             seconds, problem.metric, result.metrics()[problem.metric],
+             f" ({result.n_failed} window(s) failed)" if result.n_failed else "")
+    return TrialResult(trial, result.metrics(), windows_records, status, seconds,
+                       n_series=max(len(data.series_ids), 1), error="; ".join(errors)[:1000])
+
+
+def combine(results: list[TrialResult]) -> list[TrialResult]:
+    """Merge results of the same trial run on different series batches (weighted by
+    the number of series)."""
+    by_id: dict[str, list[TrialResult]] = {}
+    for res in results:
+        by_id.setdefault(res.trial.trial_id, []).append(res)
+    merged = []
+    for parts in by_id.values():
+        if len(parts) == 1:
+            merged.append(parts[0])
+            continue
+        weights = np.array([p.n_series for p in parts], dtype=float)
+        metrics = {}
+        for m in METRICS:
+            vals = np.array([p.metrics.get(m, np.nan) for p in parts], dtype=float)
+            ok = np.isfinite(vals)
+            metrics[m] = float(np.average(vals[ok], weights=weights[ok])) if ok.any() else (
+                float("nan"))
+        windows = [dict(w, batch=i) for i, p in enumerate(parts) for w in p.windows]
+        status = "ok" if any(p.status == "ok" for p in parts) else "failed"
+        merged.append(TrialResult(parts[0].trial, metrics, windows, status,
+                                  sum(p.seconds for p in parts), int(weights.sum()),
+                                  "; ".join(p.error for p in parts if p.error)[:1000]))
+    return merged
+
+
+@dataclass
+class Selection:
+    best: TrialResult
+    per_family: dict[str, TrialResult]
+    ranking: list[TrialResult]
+
+
+def rank(results: list[TrialResult], metric: str, coverage: float) -> list[TrialResult]:
+    """Successful trials, best first: fewest failed windows, then the metric."""
+    ok = [r for r in results if r.status == "ok" and np.isfinite(r.metrics.get(metric, np.nan))]
+    return sorted(ok, key=lambda r: (r.n_failed_windows, score(r.metrics, metric, coverage),
+                                     r.trial.trial_id))
+
+
+def select(results: list[TrialResult], metric: str, coverage: float = 0.9) -> Selection:
+    """Best trial per family, then the best family. Raises if no trial succeeded."""
+    ranking = rank(combine(results), metric, coverage)
+    if not ranking:
+        reasons = "; ".join(f"{r.trial.trial_id}: {r.error}" for r in results[:5])
+        raise RuntimeError(f"no trial succeeded on any backtest window ({len(results)} "
+                           f"trials); first errors: {reasons}")
+    per_family: dict[str, TrialResult] = {}
+    for res in ranking:
+        per_family.setdefault(res.trial.family, res)
+    return Selection(ranking[0], per_family, ranking)
+
+
+def batches(items: list[Any], size: int) -> list[list[Any]]:
+    """Split ``items`` into consecutive batches of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,65 @@
+"""All file I/O of the library: the local state folder, frames, JSON and model blobs.
+
+Paths are plain local paths in the embedded default; callers pass references (paths), not data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+def state_dir() -> Path:
+    """Local state (MLflow store, artifacts, Airflow home): ``FORECASTFLOW_HOME`` or
+    ``.forecastflow`` in the working directory."""
+    return Path(os.environ.get("FORECASTFLOW_HOME", ".forecastflow")).expanduser().resolve()
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
+    """Write to a sibling temp file, then rename: readers never see half a file and a
+    re-run overwrites its own output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Store a frame as Parquet (index kept)."""
+    path = Path(path)
+    return _atomic_write(path, frame.to_parquet())
+
+
+def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_parquet(Path(path))
+
+
+def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
+    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+    return _atomic_write(Path(path), text.encode())
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def write_model(model: Any, path: str | os.PathLike[str]) -> Path:
+    """Pickle a fitted forecaster (models keep a compact state, see ``models.base``)."""
+    return _atomic_write(Path(path), pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def read_model(path: str | os.PathLike[str]) -> Any:
+    with Path(path).open("rb") as handle:
+        return pickle.load(handle)  # noqa: S301 - our own artifacts

@@ -1,0 +1,294 @@
+"""The data contract: check a raw table against its problem before anything is fitted.
+
+:func:`validate` returns clean :class:`~forecastflow.data.SeriesData` or raises
+:class:`DataValidationError`, whose message names the column, the series and the offending
+timestamps or values of every problem found (not just the first).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from forecastflow.config import ProblemConfig
+from forecastflow.data import DATE, SERIES, SeriesData
+
+log = logging.getLogger(__name__)
+
+_SHOW = 5  # offending values shown per issue
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One broken rule: ``kind`` is a stable key (tests and alerts match on it)."""
+
+    kind: str
+    message: str
+    column: str | None = None
+    series: str | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.series is not None:
+            where.append(f"series {self.series!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        prefix = f"[{self.kind}] " + (", ".join(where) + ": " if where else "")
+        return prefix + self.message
+
+
+class DataValidationError(ValueError):
+    """The data break the problem's contract; ``issues`` lists every broken rule."""
+
+    def __init__(self, problem: str, issues: list[Issue]) -> None:
+        self.problem = problem
+        self.issues = issues
+        lines = "\n".join(f"  - {issue}" for issue in issues[:20])
+        more = f"\n  ... and {len(issues) - 20} more" if len(issues) > 20 else ""
+        super().__init__(f"problem {problem!r}: {len(issues)} data issue(s)\n{lines}{more}")
+
+    @property
+    def kinds(self) -> set[str]:
+        return {issue.kind for issue in self.issues}
+
+
+def _show(values: object) -> str:
+    items = [str(v.date() if isinstance(v, pd.Timestamp) and v == v.normalize() else v)
+             for v in list(values)[:_SHOW]]
+    extra = len(list(values)) - _SHOW
+    return ", ".join(items) + (f" (+{extra} more)" if extra > 0 else "")
+
+
+def _check_columns(raw: pd.DataFrame, problem: ProblemConfig) -> list[Issue]:
+    wanted = [problem.time_column, *problem.target, *problem.exog]
+    if problem.id_column:
+        wanted.append(problem.id_column)
+    missing = [c for c in wanted if c not in raw.columns]
+    return [
+        Issue("missing_column", f"not in the source; available: {list(raw.columns)}", column=c)
+        for c in missing
+    ]
+
+
+def _parse_time(raw: pd.DataFrame, column: str) -> tuple[pd.Series, list[Issue]]:
+    values = raw[column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+    bad = values[parsed.isna()]
+    if len(bad):
+        rows = list(bad.index[:_SHOW])
+        return parsed, [Issue("unparseable_time",
+                              f"{len(bad)} value(s) are not timestamps, e.g. rows {rows}: "
+                              f"{_show(bad.astype(str))}", column=column)]
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    return parsed, []
+
+
+def _numeric(raw: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[Issue]]:
+    out, issues = {}, []
+    for col in columns:
+        values = raw[col]
+        if pd.api.types.is_bool_dtype(values):
+            values = values.astype(float)
+        converted = pd.to_numeric(values, errors="coerce")
+        bad = values[converted.isna() & values.notna()]
+        if len(bad):
+            issues.append(Issue("non_numeric", f"{len(bad)} non-numeric value(s): "
+                                f"{_show(bad.astype(str).unique())}", column=col))
+        out[col] = converted.astype(float)
+    return pd.DataFrame(out, index=raw.index), issues
+
+
+def _infer_frequency(dates: pd.DatetimeIndex) -> str | None:
+    if len(dates) < 3:
+        return None
+    freq = pd.infer_freq(dates)
+    if freq is None:
+        # Gaps defeat infer_freq: fall back on the most common spacing.
+        step = pd.Series(dates[1:] - dates[:-1]).mode().iloc[0]
+        freq = pd.infer_freq(pd.date_range(dates[0], periods=5, freq=step)) if step else None
+    return freq
+
+
+def _regularize(
+    sid: str | None, frame: pd.DataFrame, freq: str, problem: ProblemConfig, end: pd.Timestamp
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """Put one series on its regular grid and apply the gap policy."""
+    issues: list[Issue] = []
+    dates = frame.index
+    dup = dates[dates.duplicated()]
+    if len(dup):
+        return frame, [Issue("duplicate_timestamp", f"{len(dup)} duplicated timestamp(s): "
+                             f"{_show(dup.unique())}", column=problem.time_column, series=sid)]
+    # Trim leading rows where every target is missing (a series that starts late).
+    first_valid = frame[problem.target].dropna(how="all").index.min()
+    if pd.isna(first_valid):
+        return frame, [Issue("empty_series", "every target value is missing", series=sid)]
+    frame = frame.loc[first_valid:]
+    grid = pd.date_range(frame.index[0], end, freq=freq)
+    off_grid = frame.index.difference(grid)
+    if len(off_grid):
+        return frame, [Issue("irregular_timestamps",
+                             f"{len(off_grid)} timestamp(s) off the {freq!r} grid: "
+                             f"{_show(off_grid)}", column=problem.time_column, series=sid)]
+    frame = frame.reindex(grid)
+    frame.index.name = DATE
+    columns = [*problem.target, *problem.exog]
+    for col in columns:
+        missing = frame.index[frame[col].isna()]
+        if not len(missing):
+            continue
+        fillable = problem.gaps != "reject" and frame[col].notna().iloc[-1]
+        if problem.gaps == "ffill":
+            fillable = True
+        if not fillable:
+            what = "missing value(s)" if problem.gaps == "reject" else "trailing missing value(s)"
+            issues.append(Issue("gap", f"{len(missing)} {what} (gap policy {problem.gaps!r}) "
+                                f"at {_show(missing)}", column=col, series=sid))
+            continue
+        run = _longest_run(frame[col].isna().to_numpy())
+        if problem.max_gap is not None and run > problem.max_gap:
+            issues.append(Issue("gap", f"{run} consecutive missing periods exceed max_gap="
+                                f"{problem.max_gap}, around {_show(missing)}",
+                                column=col, series=sid))
+            continue
+        log.info("series %s column %s: filled %d gap(s) by %s", sid, col, len(missing),
+                 problem.gaps)
+        if problem.gaps == "interpolate":
+            frame[col] = frame[col].interpolate(method="linear", limit_area="inside")
+        elif problem.gaps == "ffill":
+            frame[col] = frame[col].ffill().bfill()
+        else:
+            frame[col] = frame[col].fillna(0.0)
+    return frame, issues
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    best = run = 0
+    for value in mask:
+        run = run + 1 if value else 0
+        best = max(best, run)
+    return best
+
+
+def _check_values(sid: str | None, frame: pd.DataFrame, problem: ProblemConfig,
+                  season: int) -> list[Issue]:
+    issues = []
+    for col in [*problem.target, *problem.exog]:
+        values = frame[col]
+        inf = values.index[np.isinf(values.to_numpy())]
+        if len(inf):
+            issues.append(Issue("infinite", f"{len(inf)} infinite value(s) at {_show(inf)}",
+                                column=col, series=sid))
+    for col in problem.target:
+        values = frame[col].dropna()
+        if len(values) and values.nunique() == 1:
+            issues.append(Issue("constant", f"constant at {values.iloc[0]!r}: no variance to "
+                                "model", column=col, series=sid))
+        if problem.transform in ("log", "log-diff") or any(
+            spec.transform in ("log", "log-diff") for spec in problem.models
+        ):
+            bad = values[values <= 0]
+            if len(bad):
+                issues.append(Issue("non_positive", f"log transform needs values > 0; "
+                                    f"{len(bad)} value(s) <= 0 at {_show(bad.index)}",
+                                    column=col, series=sid))
+    need = problem.required_history(season)
+    if len(frame) < need:
+        issues.append(Issue("too_short", f"{len(frame)} observations; horizon {problem.horizon} "
+                            f"with {problem.backtest.windows} backtest window(s) needs at least "
+                            f"{need}", series=sid))
+    return issues
+
+
+def validate(
+    raw: pd.DataFrame, problem: ProblemConfig, cutoff: pd.Timestamp | None = None
+) -> SeriesData:
+    """Check ``raw`` against ``problem`` and return regular, gap-free data up to ``cutoff``."""
+    issues = _check_columns(raw, problem)
+    if issues:
+        raise DataValidationError(problem.name, issues)
+    dates, issues = _parse_time(raw, problem.time_column)
+    if issues:
+        raise DataValidationError(problem.name, issues)
+    values, issues = _numeric(raw, [*problem.target, *problem.exog])
+    if issues:
+        raise DataValidationError(problem.name, issues)
+    values.index = pd.DatetimeIndex(dates, name=DATE)
+    if problem.id_column:
+        ids = raw[problem.id_column]
+        if ids.isna().any():
+            rows = list(raw.index[ids.isna()][:_SHOW])
+            raise DataValidationError(problem.name, [Issue(
+                "missing_id", f"{int(ids.isna().sum())} row(s) without an id, e.g. rows {rows}",
+                column=problem.id_column)])
+        values[SERIES] = ids.astype(str).to_numpy()
+    else:
+        values[SERIES] = "__single__"
+    if cutoff is not None:
+        cutoff = pd.Timestamp(cutoff).tz_localize(None) if pd.Timestamp(cutoff).tz else cutoff
+        values = values[values.index <= pd.Timestamp(cutoff)]
+        if values.empty:
+            raise DataValidationError(problem.name, [Issue(
+                "empty", f"no rows at or before the cutoff {cutoff}", column=problem.time_column)])
+    values = values.sort_index(kind="stable")
+    groups = dict(list(values.groupby(SERIES, sort=True)))
+
+    freq = problem.frequency
+    if freq is None:
+        first = next(iter(groups.values()))
+        freq = _infer_frequency(first.index.unique())
+        if freq is None:
+            raise DataValidationError(problem.name, [Issue(
+                "unknown_frequency", "cannot infer a regular frequency from the timestamps "
+                f"{_show(first.index[:_SHOW])}; declare `frequency` in the problem",
+                column=problem.time_column)])
+        log.info("problem %s: inferred frequency %s", problem.name, freq)
+    season = problem.seasonality(freq)
+    end = values.index.max()
+
+    clean, dropped, all_issues = {}, {}, []
+    for sid, frame in groups.items():
+        frame = frame.drop(columns=SERIES)
+        if problem.id_column and frame.index.max() < end:
+            issue = Issue("stale_series", f"ends at {frame.index.max().date()} while the panel "
+                          f"ends at {end.date()}", series=sid)
+            series_issues = [issue]
+        else:
+            frame, series_issues = _regularize(
+                sid if problem.id_column else None, frame, freq, problem, end)
+            if not series_issues:
+                series_issues = _check_values(
+                    sid if problem.id_column else None, frame, problem, season)
+        if series_issues and problem.drop_invalid_series and problem.id_column:
+            dropped[sid] = "; ".join(str(i) for i in series_issues)
+            log.warning("problem %s: dropping series %s: %s", problem.name, sid, dropped[sid])
+            continue
+        all_issues.extend(series_issues)
+        clean[sid] = frame
+    if all_issues:
+        raise DataValidationError(problem.name, all_issues)
+    if not clean:
+        raise DataValidationError(problem.name, [Issue(
+            "no_valid_series", f"all {len(groups)} series were dropped as invalid")])
+    if problem.series_limit and len(clean) > problem.series_limit:
+        clean = dict(list(clean.items())[: problem.series_limit])
+
+    if problem.id_column:
+        frame = pd.concat(clean, names=[SERIES, DATE])
+    else:
+        frame = clean["__single__"]
+        frame.index = pd.DatetimeIndex(frame.index, freq=freq, name=DATE)
+    y = frame[problem.target]
+    X = frame[problem.exog] if problem.exog else None
+    data = SeriesData(y, X, freq, season, dropped)
+    log.info("problem %s: validated %d series, %d rows, freq %s, season %d%s", problem.name,
+             max(len(clean), 1), len(frame), freq, season,
+             f", dropped {len(dropped)}" if dropped else "")
+    return data
