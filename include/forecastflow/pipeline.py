@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-
+from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
 from forecastflow.config import ProblemConfig
 from forecastflow.data import SeriesData
 from forecastflow.ingest import read_source
@@ -42,12 +42,19 @@ def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig) -> Forecas
     return model
 
 
+def evaluate_trial(trial: Trial, data: SeriesData, problem: ProblemConfig) -> BacktestResult:
+    """The full backtest of one trial, keeping every window's forecasts (for plots/tables)."""
+    spec = BacktestSpec.from_problem(problem, data.season)
+    return backtest(trial.build(problem, data.season), data, spec)
+
+
 @dataclass
 class RunReport:
     problem: str
     selection: Selection
     baseline: TrialResult
     model: ForecastPipeline
+    backtest: BacktestResult
     forecast: Forecast | None
     trials: list[TrialResult]
     seconds: float
@@ -91,9 +98,10 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     selection = select(results, problem.metric, problem.coverage)
     baseline = run_trial(baseline_trial(problem), data, problem)
     best = selection.best
+    evaluation = evaluate_trial(best.trial, data, problem)
     model = fit_final(best.trial, data, problem)
     forecast = None
     if not model.exog_:
         forecast = model.predict(problem.horizon)
-    return RunReport(problem.name, selection, baseline, model, forecast, results,
+    return RunReport(problem.name, selection, baseline, model, evaluation, forecast, results,
                      time.perf_counter() - start, data.fingerprint(), problem.metric)

@@ -1,0 +1,121 @@
+"""``forecastflow`` command line: list, validate and run problems, and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from forecastflow.config import ProblemConfigError, find_problem, load_problem, problem_files
+from forecastflow.ingest import SourceError
+from forecastflow.validate import DataValidationError
+
+DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
+
+
+def _problem(ref: str):
+    path = Path(ref)
+    return load_problem(path) if path.suffix in (".yaml", ".yml") else find_problem(ref)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for path in problem_files():
+        try:
+            p = load_problem(path)
+            print(f"{p.name:20s} {p.schedule or '-':10s} {p.source}  ({path})")
+        except ProblemConfigError as err:
+            print(f"{path.stem:20s} INVALID: {err}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from forecastflow.pipeline import load_data
+
+    problem = _problem(args.problem)
+    data = load_data(problem)
+    print(f"{problem.name}: OK - {max(len(data.series_ids), 1)} series, {len(data.y)} rows, "
+          f"freq {data.freq}, season {data.season}, fingerprint {data.fingerprint()}")
+    for sid, reason in data.dropped.items():
+        print(f"  dropped {sid}: {reason}")
+    return 0
+
+
+def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
+                   families: list[str] | None = None) -> dict:
+    """Run one problem, write its artifacts under ``out_dir`` and return the summary."""
+    from forecastflow import storage
+    from forecastflow.pipeline import load_data, run_problem
+    from forecastflow.plots import plot_backtest, plot_forecast
+
+    problem = find_problem(name)
+    data = load_data(problem)
+    report = run_problem(problem, families=families, max_trials=max_trials, data=data)
+    folder = out_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = report.summary()
+    family = report.selection.best.trial.family
+    report.backtest.windows.to_csv(folder / "backtest_windows.csv", index=False)
+    plot_backtest(report.backtest.predictions, data.y, folder / "backtest.png",
+                  title=f"{name}: {family}, forecast vs actual per backtest window")
+    if report.forecast is not None:
+        plot_forecast(data.y, report.forecast, folder / "forecast.png",
+                      title=f"{name}: {family} forecast")
+        report.forecast.to_long().to_csv(folder / "forecast.csv", index=False)
+    storage.write_model(report.model, folder / "model.pkl")
+    storage.write_json(summary, folder / "summary.json")
+    summary["artifacts"] = str(folder)
+    return summary
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from forecastflow.storage import state_dir
+
+    names = args.problems or list(DEMO_PROBLEMS)
+    out = state_dir() / "runs"
+    rows = []
+    for name in names:
+        print(f"== {name}: searching ...", flush=True)
+        summary = run_and_report(name, out, max_trials=args.max_trials,
+                                 families=args.families)
+        rows.append(summary)
+        print(json.dumps(summary, indent=2, default=str) if args.json else
+              f"   selected {summary['family']} {summary['params']} "
+              f"(transform {summary['transform']}): MASE {summary['metrics']['mase']:.3f} vs "
+              f"seasonal naive {summary['baseline_mase']:.3f} (ratio {summary['mase_ratio']:.2f}),"
+              f" coverage {summary['metrics']['coverage']:.2f}, {summary['trials']} trials in "
+              f"{summary['seconds']:.0f}s\n   artifacts: {summary['artifacts']}", flush=True)
+    print("\nproblem              family               MASE  baseline  ratio")
+    for s in rows:
+        print(f"{s['problem']:20s} {s['family']:18s} {s['metrics']['mase']:6.3f} "
+              f"{s['baseline_mase']:8.3f} {s['mase_ratio']:6.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="forecastflow", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the declared problems").set_defaults(func=cmd_list)
+    val = sub.add_parser("validate", help="check a problem's YAML and data")
+    val.add_argument("problem", help="problem name or path to its YAML")
+    val.set_defaults(func=cmd_validate)
+    run = sub.add_parser("run", help="search, backtest and fit problems (default: the demos)")
+    run.add_argument("problems", nargs="*", help=f"problem names (default {DEMO_PROBLEMS})")
+    run.add_argument("--max-trials", type=int, default=None, help="per-family trial budget")
+    run.add_argument("--families", nargs="+", default=None, help="only these model families")
+    run.add_argument("--json", action="store_true", help="print full JSON summaries")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ProblemConfigError, DataValidationError, SourceError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
