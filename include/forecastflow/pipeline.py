@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
 from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
 from forecastflow.config import ProblemConfig
 from forecastflow.data import SeriesData

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+
 from forecastflow.data import DATE, SERIES
 from forecastflow.models.base import Forecast
 

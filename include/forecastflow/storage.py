@@ -62,4 +62,4 @@ def write_model(model: Any, path: str | os.PathLike[str]) -> Path:
 
 def read_model(path: str | os.PathLike[str]) -> Any:
     with Path(path).open("rb") as handle:
-        return pickle.load(handle)  # noqa: S301 - our own artifacts
+        return pickle.load(handle)
