@@ -49,7 +49,8 @@ SEASONAL = {
     "co2": univariate("co2", "dataset://statsmodels/co2", "MS", 12, "none",
                       gaps="interpolate"),
 }
-SHIPPED = {"macrodata": "us_macro", "txhousing": "shop_sales", "tourism": "tourism_monthly"}
+SHIPPED = {"macrodata": "us_macro", "elecdaily": "electricity_daily", "txhousing": "shop_sales",
+           "tourism": "tourism_monthly"}
 STATSFORECAST_HOLDOUT = {"airline": 0.61, "wineind": 1.06, "co2": 0.25}
 
 

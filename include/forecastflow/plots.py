@@ -28,14 +28,33 @@ def _keys(frame: pd.DataFrame) -> list[tuple[str | None, str]]:
     return [(s, t) for s in series for t in frame.columns][:MAX_PANELS]
 
 
+def _panels(keys: list[tuple[str | None, str]]):
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.6 * len(keys)), squeeze=False)
+    return fig, axes[:, 0]
+
+
+def _title(ax: object, sid: str | None, target: str) -> None:
+    ax.set_title(" / ".join(str(k) for k in (sid, target) if k is not None), fontsize=9)
+
+
+def _save(fig: object, path: str | Path, title: str) -> Path:
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_forecast(history: pd.DataFrame, forecast: Forecast, path: str | Path,
                   title: str = "", last: int = 120) -> Path:
     """History (last ``last`` periods), point forecast and interval band; one panel per
     target (and per series, first few)."""
-    plt = _pyplot()
     keys = _keys(forecast.mean)
-    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.6 * len(keys)), squeeze=False)
-    for ax, (sid, target) in zip(axes[:, 0], keys, strict=True):
+    fig, axes = _panels(keys)
+    for ax, (sid, target) in zip(axes, keys, strict=True):
         hist = history.xs(sid, level=SERIES) if sid is not None else history
         mean, lower, upper = (f.xs(sid, level=SERIES) if sid is not None else f
                               for f in (forecast.mean, forecast.lower, forecast.upper))
@@ -44,25 +63,18 @@ def plot_forecast(history: pd.DataFrame, forecast: Forecast, path: str | Path,
         ax.plot(mean.index, mean[target], color="tab:blue", lw=1.5, label="forecast")
         ax.fill_between(mean.index, lower[target], upper[target], color="tab:blue", alpha=0.25,
                         label=f"{forecast.coverage:.0%} interval")
-        ax.set_title(" / ".join(str(k) for k in (sid, target) if k is not None), fontsize=9)
+        _title(ax, sid, target)
         ax.legend(loc="upper left", fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def plot_backtest(predictions: pd.DataFrame, history: pd.DataFrame, path: str | Path,
                   title: str = "") -> Path:
     """Forecast vs actual for every backtest window (long ``predictions`` from a backtest)."""
-    plt = _pyplot()
     keys = _keys(history)
-    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.6 * len(keys)), squeeze=False)
+    fig, axes = _panels(keys)
     first_cutoff = pd.Timestamp(predictions["cutoff"].min())
-    for ax, (sid, target) in zip(axes[:, 0], keys, strict=True):
+    for ax, (sid, target) in zip(axes, keys, strict=True):
         hist = history.xs(sid, level=SERIES) if sid is not None else history
         span = hist[hist.index >= first_cutoff - (hist.index[-1] - first_cutoff)]
         ax.plot(span.index, span[target], color="black", lw=1, label="actual")
@@ -72,12 +84,6 @@ def plot_backtest(predictions: pd.DataFrame, history: pd.DataFrame, path: str | 
         for window, part in sel.groupby("window"):
             ax.plot(part[DATE], part["forecast"], lw=1.2, label=f"window {window}")
             ax.fill_between(part[DATE], part["lower"], part["upper"], alpha=0.15)
-        ax.set_title(" / ".join(str(k) for k in (sid, target) if k is not None), fontsize=9)
+        _title(ax, sid, target)
         ax.legend(loc="upper left", fontsize=6, ncol=4)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
