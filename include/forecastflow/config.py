@@ -212,6 +212,8 @@ class ProblemConfig(_Strict):
         from pandas.tseries.frequencies import to_offset
 
         rule = to_offset(freq).rule_code
+        if len(rule) > 1 and rule[0] in "BC" and rule[1].isupper():
+            rule = rule.lstrip("BC")  # business/custom variants: BMS -> MS, CBMS -> MS
         for prefix in ("Y", "A", "Q", "M", "W", "D", "B", "h", "H"):
             if rule.startswith(prefix):
                 return _SEASON_BY_FREQ[prefix]
@@ -282,7 +284,8 @@ def demo_problems_dir() -> Path:
 
 
 def problem_dirs() -> list[Path]:
-    """Shipped demos plus the folders in ``FORECASTFLOW_PROBLEMS_DIR`` (``os.pathsep``-separated)."""
+    """Shipped demos plus the folders in ``FORECASTFLOW_PROBLEMS_DIR`` (``os.pathsep``
+    separated)."""
     dirs = [demo_problems_dir()]
     for entry in os.environ.get("FORECASTFLOW_PROBLEMS_DIR", "").split(os.pathsep):
         if entry.strip():

@@ -59,7 +59,8 @@ class SeriesData:
         """One series of a panel as single-series data."""
         y = self.y.xs(series_id, level=SERIES)
         X = None if self.X is None else self.X.xs(series_id, level=SERIES)
-        return SeriesData(_with_freq(y, self.freq), _with_freq(X, self.freq), self.freq, self.season)
+        return SeriesData(_with_freq(y, self.freq), _with_freq(X, self.freq), self.freq,
+                          self.season)
 
     def iter_series(self) -> Iterator[tuple[str | None, SeriesData]]:
         if not self.is_panel:

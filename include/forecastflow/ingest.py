@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
@@ -28,10 +28,11 @@ def scheme_of(uri: str) -> str:
 
 
 def _read_file(uri: str) -> pd.DataFrame:
-    path = Path(urlparse(uri).path if uri.startswith("file://") else uri).expanduser()
+    path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri).expanduser()
     if not path.exists():
         raise SourceError(f"source file {str(path)!r} does not exist")
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    suffixes = [part.lower() for part in path.suffixes]
+    suffix = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
     try:
         if suffix in (".csv", ".csv.gz"):
             return pd.read_csv(path)
@@ -39,7 +40,7 @@ def _read_file(uri: str) -> pd.DataFrame:
             return pd.read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SourceError(f"source file {str(path)!r} is not a readable CSV: {err}") from None
-    except OSError as err:
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise SourceError(f"source file {str(path)!r} could not be read: {err}") from None
     raise SourceError(f"source file {str(path)!r}: unsupported format {suffix!r} (csv, parquet)")
 

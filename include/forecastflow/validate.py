@@ -8,6 +8,7 @@ timestamps or values of every problem found (not just the first).
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,8 +78,16 @@ def _parse_time(raw: pd.DataFrame, column: str) -> tuple[pd.Series, list[Issue]]
     values = raw[column]
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
+    elif pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        # Numbers are not read as nanoseconds since 1970: whole years (2020) become year
+        # starts, anything else is rejected.
+        years = pd.to_numeric(values, errors="coerce")
+        is_year = years.notna() & (years % 1 == 0) & years.between(1000, 9999)
+        parsed = pd.to_datetime(years.where(is_year).astype("Int64").astype(str)
+                                .where(is_year), format="%Y", errors="coerce")
     else:
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+        # utc=True: strings with different UTC offsets parse (to UTC) instead of raising.
+        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
     bad = values[parsed.isna()]
     if len(bad):
         rows = list(bad.index[:_SHOW])
@@ -105,14 +114,30 @@ def _numeric(raw: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[
     return pd.DataFrame(out, index=raw.index), issues
 
 
+def _infer_freq(dates: pd.DatetimeIndex) -> str | None:
+    """``pd.infer_freq`` as a string (pandas 3.1 warns it will return an offset)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*infer_freq.*")
+        freq = pd.infer_freq(dates)
+    return getattr(freq, "freqstr", freq)
+
+
 def _infer_frequency(dates: pd.DatetimeIndex) -> str | None:
     if len(dates) < 3:
         return None
-    freq = pd.infer_freq(dates)
+    freq = _infer_freq(dates)
     if freq is None:
-        # Gaps defeat infer_freq: fall back on the most common spacing.
-        step = pd.Series(dates[1:] - dates[:-1]).mode().iloc[0]
-        freq = pd.infer_freq(pd.date_range(dates[0], periods=5, freq=step)) if step else None
+        # Gaps defeat infer_freq: take the most common frequency of runs of three consecutive
+        # timestamps (calendar-aware, unlike a fixed spacing: months are not 31 days) and
+        # accept it only if every timestamp lies on its grid.
+        starts = np.unique(np.linspace(0, len(dates) - 3, min(len(dates) - 2, 200)).astype(int))
+        found = [_infer_freq(dates[i:i + 3]) for i in starts]
+        found = pd.Series([f for f in found if f is not None])
+        if found.empty:
+            return None
+        freq = found.mode().iloc[0]
+        if len(dates.difference(pd.date_range(dates[0], dates[-1], freq=freq))):
+            return None
     return freq
 
 
@@ -144,13 +169,16 @@ def _regularize(
         missing = frame.index[frame[col].isna()]
         if not len(missing):
             continue
-        fillable = problem.gaps != "reject" and frame[col].notna().iloc[-1]
-        if problem.gaps == "ffill":
-            fillable = True
-        if not fillable:
-            what = "missing value(s)" if problem.gaps == "reject" else "trailing missing value(s)"
-            issues.append(Issue("gap", f"{len(missing)} {what} (gap policy {problem.gaps!r}) "
+        if problem.gaps == "reject":
+            issues.append(Issue("gap", f"{len(missing)} missing value(s) (gap policy 'reject') "
                                 f"at {_show(missing)}", column=col, series=sid))
+            continue
+        present = frame[col].notna()
+        outside = ~(present.cummax() & present.iloc[::-1].cummax().iloc[::-1])
+        if problem.gaps == "interpolate" and outside.any():
+            edge = frame.index[outside.to_numpy()]
+            issues.append(Issue("gap", f"{len(edge)} missing value(s) at the start or end "
+                                f"cannot be interpolated: {_show(edge)}", column=col, series=sid))
             continue
         run = _longest_run(frame[col].isna().to_numpy())
         if problem.max_gap is not None and run > problem.max_gap:
@@ -232,8 +260,10 @@ def validate(
     else:
         values[SERIES] = "__single__"
     if cutoff is not None:
-        cutoff = pd.Timestamp(cutoff).tz_localize(None) if pd.Timestamp(cutoff).tz else cutoff
-        values = values[values.index <= pd.Timestamp(cutoff)]
+        cutoff = pd.Timestamp(cutoff)
+        if cutoff.tz is not None:  # timestamps are naive UTC (see _parse_time)
+            cutoff = cutoff.tz_convert("UTC").tz_localize(None)
+        values = values[values.index <= cutoff]
         if values.empty:
             raise DataValidationError(problem.name, [Issue(
                 "empty", f"no rows at or before the cutoff {cutoff}", column=problem.time_column)])
