@@ -21,7 +21,7 @@ def _groups(frame: pd.DataFrame) -> list[pd.DataFrame]:
 
 def seasonal_scale(train: pd.DataFrame, season: int) -> pd.DataFrame:
     """In-sample MAE of the seasonal-naive forecast per series and target (the MASE
-    denominator); falls back to lag 1 when a series is shorter than two seasons."""
+    denominator); falls back to lag 1 when a series is not longer than one season."""
     def one(values: pd.DataFrame) -> pd.Series:
         m = season if len(values) > season else 1
         diffs = (values - values.shift(m)).abs().iloc[m:]

@@ -66,7 +66,12 @@ class Transform:
         if self.uses_diff:
             panel = isinstance(z.index, pd.MultiIndex)
             z = pd.concat([self.first_, z])
-            z = z.sort_index(level=[SERIES, DATE]) if panel else z.sort_index()
+            if panel:  # series in their original order (not sorted by id), dates ascending
+                order = pd.Index(self.first_.index.get_level_values(SERIES))
+                codes = order.get_indexer(z.index.get_level_values(SERIES))
+                z = z.iloc[np.lexsort((z.index.get_level_values(DATE), codes))]
+            else:
+                z = z.sort_index()
             z = z.groupby(level=SERIES, sort=False).cumsum() if panel else z.cumsum()
         return np.exp(z) if self.uses_log else z
 
@@ -129,6 +134,8 @@ class ForecastPipeline(Forecaster):
     def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
         if not hasattr(self, "model_"):
             raise ModelError("pipeline: call fit before predict")
+        if not isinstance(horizon, (int, np.integer)) or horizon < 1:
+            raise ModelError(f"horizon must be a positive integer, got {horizon!r}")
         Xf = self._check_future_exog(horizon, X, self.forecast_index(horizon))
         return self.transform_.inverse_forecast(self.model_.predict(horizon, Xf))
 

@@ -2,7 +2,7 @@
 select the best trial per family and the best family.
 
 A trial is small and JSON-serializable (family, params, transform), so an orchestrator can map
-over trials, or over batches of trials × batches of series for large panels, and pass results
+over trials, or over batches of trials by batches of series for large panels, and pass results
 back as plain dicts.
 """
 
@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -141,13 +142,14 @@ def baseline_trial(problem: ProblemConfig) -> Trial:
     return Trial(BASELINE, {}, "none")
 
 
-def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str, problem: ProblemConfig,
+def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLike[str],
+              problem: ProblemConfig,
               series_ids: list[str] | None = None, windows: int | None = None,
               horizon: int | None = None) -> TrialResult:
     """Backtest one trial on ``data`` (a :class:`SeriesData` or the path it was saved to),
     optionally on a batch of ``series_ids`` of a panel."""
     trial = Trial.from_dict(trial) if isinstance(trial, dict) else trial
-    if isinstance(data, str):
+    if isinstance(data, (str, os.PathLike)):
         data = SeriesData.load(data)
     if series_ids is not None:
         data = data.subset(series_ids)

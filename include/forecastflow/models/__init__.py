@@ -29,6 +29,9 @@ def build_model(family: str, params: dict[str, Any] | None = None, *, coverage: 
     params = dict(params or {})
     allowed = cls.param_names()
     unknown = sorted(set(params) - set(allowed))
+    if "coverage" in params:  # it would be silently replaced by ``coverage`` below
+        raise ModelError(f"{family}: set the interval coverage with the coverage argument "
+                         "(the problem's coverage), not as a model parameter")
     if unknown:
         raise ModelError(f"{family} has no parameter(s) {unknown}; allowed: {allowed}")
     if "season_length" in allowed and params.get("season_length") is None:

@@ -124,7 +124,7 @@ class Forecaster:
             raise ModelError(f"{self.family}: y has missing values; validate the data first")
         dates = y.index.get_level_values(DATE) if panel else y.index
         freq = getattr(y.index, "freq", None) if not panel else None
-        self.freq_ = (freq.freqstr if freq is not None else pd.infer_freq(dates.unique()[:50]))
+        self.freq_ = freq.freqstr if freq is not None else _infer_freq(y.index, panel)
         if self.freq_ is None:
             raise ModelError(f"{self.family}: cannot tell the frequency of y's index")
         self.targets_ = list(y.columns)
@@ -178,6 +178,13 @@ class Forecaster:
                 X = X.loc[index]
             except KeyError as err:
                 raise ModelError(f"future exog lacks rows for {err}") from None
+        elif isinstance(X.index, pd.DatetimeIndex):
+            # Dated rows are matched on the forecast dates, so history rows are skipped.
+            missing = index.difference(X.index)
+            if len(missing):
+                raise ModelError(f"future exog has no rows for {len(missing)} forecast "
+                                 f"date(s): {[str(d.date()) for d in missing[:5]]}")
+            X = X.loc[index]
         else:
             if len(X) < horizon:
                 raise ModelError(f"future exog has {len(X)} row(s); horizon {horizon} "
@@ -190,6 +197,26 @@ class Forecaster:
     def _predict(self, horizon: int, X: pd.DataFrame | None,
                  index: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def _infer_freq(index: pd.Index, panel: bool) -> str | None:
+    """Frequency of a single index, or of the first panel series long enough to tell (the
+    union of dates of series with different starts need not be ordered or regular)."""
+    def infer(dates: pd.Index) -> str | None:
+        if len(dates) < 3:
+            return None
+        freq = pd.DatetimeIndex(dates[:50], freq="infer").freq
+        return None if freq is None else freq.freqstr
+
+    if not panel:
+        return infer(index)
+    series = index.get_level_values(SERIES)
+    dates = index.get_level_values(DATE)
+    for sid in series.unique():
+        freq = infer(dates[series == sid])
+        if freq is not None:
+            return freq
+    return None
 
 
 def residual_sigma(residuals: np.ndarray) -> np.ndarray:

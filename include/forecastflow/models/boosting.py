@@ -185,7 +185,7 @@ class GradientBoosting(Forecaster):
         keep = self._need + self.differencing + 1
         self.series_ = {sid: _Series(s.values[-keep:], s.positions[-keep:], None, s.scale,
                                      s.last_position_ordinal) for sid, s in series.items()}
-        self.fit_info_ = {"converged": True, "warnings": [], "rows": int(len(target))}
+        self.fit_info_ = {"converged": True, "warnings": [], "rows": len(target)}
 
     def _calibrate(self, series: dict[str, _Series]) -> np.ndarray:
         shortest = min(len(s.values) for s in series.values())

@@ -80,11 +80,11 @@ class PerSeries(Forecaster):
                     raise ModelError(f"future exog has no rows for series {sid!r}")
                 xs = X.xs(sid, level=SERIES)
             fc = model.predict(horizon, xs)
-            for key in out:
+            for key, frames in out.items():
                 frame = getattr(fc, key)
                 frame.index = pd.MultiIndex.from_product([[sid], frame.index],
                                                          names=[SERIES, DATE])
-                out[key].append(frame)
+                frames.append(frame)
         return Forecast(*(pd.concat(out[k]) for k in ("mean", "lower", "upper")),
                         coverage=self.coverage)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecastflow.models.base import FitError, Forecaster, check_finite_forecast
+from forecastflow.models.base import FitError, Forecaster, ModelError, check_finite_forecast
 
 
 class StateSpaceForecaster(Forecaster):
@@ -40,6 +40,8 @@ class StateSpaceForecaster(Forecaster):
             try:
                 model = self._build(self.endog_, self.exog_values_)
                 results = model.fit(disp=False, maxiter=self.maxiter)
+            except ModelError:
+                raise  # a bad hyperparameter, not a failure to fit these data
             except (np.linalg.LinAlgError, ValueError, IndexError) as err:
                 raise FitError(f"{self.family} {self.get_params()} failed to fit: {err}") from err
         self.fit_seconds_ = time.perf_counter() - start
