@@ -78,9 +78,27 @@ def test_settings_defaults_and_validation():
     np.testing.assert_array_equal(lags, [1, 3])
     assert len(windows) == 0
     np.testing.assert_array_equal(GradientBoosting(lags=2)._settings()[0], [1, 2])
-    for bad in ({"differencing": 2}, {"lags": 0}, {"lags": [0, 1]}):
+    for bad in ({"differencing": -1}, {"differencing": "yearly"}, {"lags": 0},
+                {"lags": [0, 1]}):
         with pytest.raises(ModelError):
             GradientBoosting(**bad)._settings()
+
+
+def test_seasonal_differencing_learns_corrections_to_seasonal_naive(make_series):
+    y = make_series(72)
+    model = GradientBoosting(season_length=12, differencing="seasonal", **FAST)
+    model._settings()
+    assert model.d_ == 12
+    fc = model.fit(y).predict(24)
+    assert len(fc.mean) == 24
+    assert (fc.lower.to_numpy() <= fc.upper.to_numpy()).all()
+    # A purely periodic series is forecast almost exactly by its seasonal difference (zero).
+    periodic = y.copy()
+    periodic.iloc[:, 0] = np.tile(np.arange(1.0, 13.0), 6) * 10
+    fc = GradientBoosting(season_length=12, differencing="seasonal", **FAST).fit(
+        periodic).predict(12)
+    np.testing.assert_allclose(fc.mean.to_numpy()[:, 0], periodic.to_numpy()[-12:, 0],
+                               rtol=1e-6)
 
 
 def test_too_short_series_is_a_fit_error(make_series):

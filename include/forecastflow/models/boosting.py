@@ -5,7 +5,8 @@ Strategy (documented in README):
 - Each series is divided by its mean absolute training level, so one *global* model can learn
   across series of different sizes (``global_model=True``; ``False`` fits one model per series).
 - ``differencing=1`` models period-to-period changes: trees cannot extrapolate a trend, but
-  they can repeat a typical change.
+  they can repeat a typical change. ``differencing="seasonal"`` (or any lag d) models
+  ``z[t] - z[t-d]``: the trees learn corrections to seasonal naive.
 - Features at time t use only values before t: lags, rolling means of the last ``windows``
   values, the position in the season, and exogenous values at t.
 - Multi-step forecasts are **recursive**: each prediction is fed back as the next lag.
@@ -60,7 +61,7 @@ class GradientBoosting(Forecaster):
         self,
         lags: int | list[int] | None = None,
         windows: list[int] | None = None,
-        differencing: int = 1,
+        differencing: int | str = 1,
         learning_rate: float = 0.05,
         max_iter: int = 200,
         max_leaf_nodes: int = 15,
@@ -97,8 +98,13 @@ class GradientBoosting(Forecaster):
 
     def _settings(self) -> tuple[np.ndarray, np.ndarray, int]:
         m = max(int(self.season_length or 1), 1)
-        if self.differencing not in (0, 1):
-            raise ModelError(f"differencing must be 0 or 1, got {self.differencing!r}")
+        if self.differencing == "seasonal":
+            self.d_ = m
+        elif isinstance(self.differencing, (int, np.integer)) and self.differencing >= 0:
+            self.d_ = int(self.differencing)
+        else:
+            raise ModelError(f"differencing must be 0, 1, another lag or 'seasonal', "
+                             f"got {self.differencing!r}")
         if self.lags is None:
             lags = np.arange(1, max(m, 4) + 1)
         elif isinstance(self.lags, (int, np.integer)):
@@ -133,8 +139,9 @@ class GradientBoosting(Forecaster):
 
     def _transformed(self, s: _Series) -> np.ndarray:
         z = s.values / s.scale
-        if self.differencing:
-            return np.concatenate([[np.nan], np.diff(z)])
+        d = self.d_
+        if d:
+            return np.concatenate([np.full(d, np.nan), z[d:] - z[:-d]])
         return z
 
     @property
@@ -144,7 +151,7 @@ class GradientBoosting(Forecaster):
     def _design(self, series: dict[str, _Series], cut: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Training matrix over all series, leaving out the last ``cut`` periods of each."""
         features, targets = [], []
-        start = self.differencing + self._need
+        start = self.d_ + self._need
         for s in series.values():
             u = self._transformed(s)
             end = len(u) - cut
@@ -182,7 +189,7 @@ class GradientBoosting(Forecaster):
         self.regressor_ = self._regressor().fit(features, target)
         self.widths_ = self._calibrate(series)
         # Keep only the tails needed to continue the recursion.
-        keep = self._need + self.differencing + 1
+        keep = self._need + self.d_ + 1
         self.series_ = {sid: _Series(s.values[-keep:], s.positions[-keep:], None, s.scale,
                                      s.last_position_ordinal) for sid, s in series.items()}
         self.fit_info_ = {"converged": True, "warnings": [], "rows": len(target)}
@@ -190,7 +197,7 @@ class GradientBoosting(Forecaster):
     def _calibrate(self, series: dict[str, _Series]) -> np.ndarray:
         shortest = min(len(s.values) for s in series.values())
         c = self.calibration or max(2 * self.m_, 12)
-        c = min(c, (shortest - self.differencing - self._need) // 2)
+        c = min(c, (shortest - self.d_ - self._need) // 2)
         if c < 2:
             raise FitError(f"gradient_boosting: series of {shortest} observations are too short "
                            "to calibrate intervals")
@@ -222,15 +229,17 @@ class GradientBoosting(Forecaster):
 
     # Recursion ---------------------------------------------------------------------------
 
-    def _state(self, s: _Series, origin: int) -> tuple[np.ndarray, float, int]:
-        """History tail of the transformed series before ``origin``, last level, position."""
+    def _state(self, s: _Series, origin: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """History tail of the transformed series before ``origin``, the last ``d`` levels
+        (scaled) and the season position of the last observation."""
         u = self._transformed(s)[:origin]
-        return u[-self._need:], s.values[origin - 1] / s.scale, int(s.positions[origin - 1])
+        levels = s.values[origin - self.d_:origin] / s.scale
+        return u[-self._need:], levels, int(s.positions[origin - 1])
 
     def _recurse(self, model: object, states: list[tuple[np.ndarray, float, int]],
                  horizon: int, exog: np.ndarray | None) -> np.ndarray:
         tails = np.stack([st[0] for st in states])
-        level = np.array([st[1] for st in states])
+        levels = np.stack([st[1] for st in states])  # (rows, d): oldest first
         position = np.array([st[2] for st in states])
         out = np.empty((len(states), horizon))
         for h in range(horizon):
@@ -239,8 +248,12 @@ class GradientBoosting(Forecaster):
             if exog is not None:
                 parts.append(exog[:, h])
             u_hat = model.predict(np.concatenate(parts, axis=1))
-            level = level + u_hat if self.differencing else u_hat
-            out[:, h] = level
+            if self.d_:
+                z_hat = levels[:, 0] + u_hat  # z[t] = z[t-d] + u[t]
+                levels = np.concatenate([levels[:, 1:], z_hat[:, None]], axis=1)
+            else:
+                z_hat = u_hat
+            out[:, h] = z_hat
             tails = np.concatenate([tails[:, 1:], u_hat[:, None]], axis=1)
         return out
 
