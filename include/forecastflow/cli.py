@@ -59,10 +59,10 @@ def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
     report.backtest.windows.to_csv(folder / "backtest_windows.csv", index=False)
     plot_backtest(report.backtest.predictions, data.y, folder / "backtest.png",
                   title=f"{name}: {family}, forecast vs actual per backtest window")
-    if report.forecast is not None:
-        plot_forecast(data.y, report.forecast, folder / "forecast.png",
-                      title=f"{name}: {family} forecast")
-        report.forecast.to_long().to_csv(folder / "forecast.csv", index=False)
+    scenario = f" (exog {', '.join(data.exog)} held at last value)" if data.exog else ""
+    plot_forecast(data.y, report.forecast, folder / "forecast.png",
+                  title=f"{name}: {family} forecast{scenario}")
+    report.forecast.to_long().to_csv(folder / "forecast.csv", index=False)
     storage.write_model(report.model, folder / "model.pkl")
     storage.write_json(summary, folder / "summary.json")
     summary["artifacts"] = str(folder)

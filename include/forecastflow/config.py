@@ -171,9 +171,12 @@ class ProblemConfig(_Strict):
     @classmethod
     def _valid_schedule(cls, value: str | None) -> str | None:
         presets = {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
-        if value is None or value in presets or len(value.split()) == 5:
+        if value is None or value in presets:
             return value
-        raise ValueError(f"schedule {value!r} is neither a preset {sorted(presets)} nor a cron")
+        if len(value.split()) == 5 and _valid_cron(value):
+            return value
+        raise ValueError(f"schedule {value!r} is neither a preset {sorted(presets)} nor a "
+                         "valid 5-field cron expression")
 
     @model_validator(mode="after")
     def _columns_consistent(self) -> ProblemConfig:
@@ -239,6 +242,15 @@ class ProblemConfig(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
+
+
+def _valid_cron(expression: str) -> bool:
+    """Check a cron expression with croniter (installed with Airflow) when available."""
+    try:
+        from croniter import croniter
+    except ImportError:  # library used without Airflow: the field count was checked
+        return True
+    return bool(croniter.is_valid(expression))
 
 
 def _format_errors(err: ValidationError) -> str:

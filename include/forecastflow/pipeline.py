@@ -16,7 +16,7 @@ from forecastflow.config import ProblemConfig
 from forecastflow.data import SeriesData
 from forecastflow.ingest import read_source
 from forecastflow.models.base import Forecast
-from forecastflow.preprocess import ForecastPipeline
+from forecastflow.preprocess import ForecastPipeline, hold_last_exog
 from forecastflow.search import (
     Selection,
     Trial,
@@ -56,7 +56,7 @@ class RunReport:
     baseline: TrialResult
     model: ForecastPipeline
     backtest: BacktestResult
-    forecast: Forecast | None
+    forecast: Forecast
     trials: list[TrialResult]
     seconds: float
     fingerprint: str
@@ -101,8 +101,8 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     best = selection.best
     evaluation = evaluate_trial(best.trial, data, problem)
     model = fit_final(best.trial, data, problem)
-    forecast = None
-    if not model.exog_:
-        forecast = model.predict(problem.horizon)
+    # Without known future exog, the demo forecast holds them at their last values.
+    future = hold_last_exog(data.X, data.freq, problem.horizon) if model.exog_ else None
+    forecast = model.predict(problem.horizon, future)
     return RunReport(problem.name, selection, baseline, model, evaluation, forecast, results,
                      time.perf_counter() - start, data.fingerprint(), problem.metric)

@@ -141,3 +141,19 @@ class ForecastPipeline(Forecaster):
 
     def __repr__(self) -> str:
         return f"ForecastPipeline({self.model!r}, transform={self.transform!r})"
+
+
+def hold_last_exog(X: pd.DataFrame | None, freq: str, horizon: int) -> pd.DataFrame | None:
+    """A future-exog scenario: each column held at its last observed value for ``horizon``
+    periods (per series for panels). Real forecasts should pass known future values."""
+    from forecastflow.models.base import future_index
+
+    if X is None:
+        return None
+    if isinstance(X.index, pd.MultiIndex):
+        parts = {sid: hold_last_exog(g.droplevel(SERIES), freq, horizon)
+                 for sid, g in X.groupby(level=SERIES, sort=False)}
+        return pd.concat(parts, names=[SERIES, DATE])
+    index = future_index(X.index[-1], freq, horizon)
+    return pd.DataFrame(np.repeat(X.to_numpy()[-1:], horizon, axis=0), index=index,
+                        columns=X.columns)

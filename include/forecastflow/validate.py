@@ -180,10 +180,11 @@ def _regularize(
             issues.append(Issue("gap", f"{len(edge)} missing value(s) at the start or end "
                                 f"cannot be interpolated: {_show(edge)}", column=col, series=sid))
             continue
-        run = _longest_run(frame[col].isna().to_numpy())
+        start, run = _longest_run(frame[col].isna().to_numpy())
         if problem.max_gap is not None and run > problem.max_gap:
+            span = frame.index[start:start + run]
             issues.append(Issue("gap", f"{run} consecutive missing periods exceed max_gap="
-                                f"{problem.max_gap}, around {_show(missing)}",
+                                f"{problem.max_gap}: {span[0].date()} to {span[-1].date()}",
                                 column=col, series=sid))
             continue
         log.info("series %s column %s: filled %d gap(s) by %s", sid, col, len(missing),
@@ -197,12 +198,14 @@ def _regularize(
     return frame, issues
 
 
-def _longest_run(mask: np.ndarray) -> int:
-    best = run = 0
-    for value in mask:
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """Start position and length of the longest run of True in ``mask``."""
+    best_start = best = run = 0
+    for pos, value in enumerate(mask):
         run = run + 1 if value else 0
-        best = max(best, run)
-    return best
+        if run > best:
+            best, best_start = run, pos - run + 1
+    return best_start, best
 
 
 def _check_values(sid: str | None, frame: pd.DataFrame, problem: ProblemConfig,
