@@ -17,6 +17,8 @@ import sys
 import time
 import warnings
 
+from pandas.tseries.frequencies import to_offset
+
 from forecastflow.backtest import BacktestSpec, backtest
 from forecastflow.config import find_problem, parse_problem
 from forecastflow.pipeline import load_data, run_problem
@@ -54,12 +56,16 @@ SHIPPED = {"macrodata": "us_macro", "elecdaily": "electricity_daily", "txhousing
 STATSFORECAST_HOLDOUT = {"airline": 0.61, "wineind": 1.06, "co2": 0.25}
 
 
-def holdout_mase(problem: object, data: object, trial: object) -> tuple[float, float]:
-    """Selected model and seasonal naive on one holdout window of one season."""
-    spec = BacktestSpec(horizon=data.season, windows=1, min_train=problem.min_train(data.season))
-    model = backtest(trial.build(problem, data.season), data, spec).metrics()["mase"]
-    naive = backtest(baseline_trial(problem).build(problem, data.season), data, spec)
-    return model, naive.metrics()["mase"]
+def holdout_mase(problem: object, data: object) -> tuple[float, float, str]:
+    """Search on the data before the last season only, then score the chosen model and
+    seasonal naive on that unseen season (no selection on the holdout)."""
+    season = data.season
+    past = data.until(data.end - to_offset(data.freq) * season)
+    trial = run_problem(problem, data=past).selection.best.trial
+    spec = BacktestSpec(horizon=season, windows=1, min_train=problem.min_train(season))
+    model = backtest(trial.build(problem, season), data, spec).metrics()["mase"]
+    naive = backtest(baseline_trial(problem).build(problem, season), data, spec)
+    return model, naive.metrics()["mase"], trial.family
 
 
 def main() -> int:
@@ -86,8 +92,8 @@ def main() -> int:
                "ratio": report.ratio, "coverage": best.metrics["coverage"],
                "trials": len(report.trials), "seconds": seconds, "seasonal": data.season > 1}
         if name in STATSFORECAST_HOLDOUT:
-            row["holdout_mase"], row["holdout_naive_mase"] = holdout_mase(problem, data,
-                                                                           best.trial)
+            (row["holdout_mase"], row["holdout_naive_mase"],
+             row["holdout_family"]) = holdout_mase(problem, data)
         rows.append(row)
         print(f"{name:10s} {row['family']:18s} MASE {row['mase']:.3f}  seasonal-naive "
               f"{row['naive_mase']:.3f}  ratio {row['ratio']:.3f}  coverage "
@@ -102,10 +108,11 @@ def main() -> int:
               f"{r['coverage']:.2f} | {r['seconds']:.1f} |")
     holdouts = [r for r in rows if "holdout_mase" in r]
     if holdouts:
-        print("\nSingle holdout of one season (reference: statsforecast AutoARIMA, measured "
-              "elsewhere):")
+        print("\nSingle holdout of one season, model searched without it (reference: "
+              "statsforecast AutoARIMA, measured elsewhere):")
         for r in holdouts:
-            print(f"  {r['dataset']:8s} selected {r['holdout_mase']:.3f}  seasonal naive "
+            print(f"  {r['dataset']:8s} selected {r['holdout_family']:18s} "
+                  f"{r['holdout_mase']:.3f}  seasonal naive "
                   f"{r['holdout_naive_mase']:.3f}  AutoARIMA ref "
                   f"{STATSFORECAST_HOLDOUT[r['dataset']]:.2f}")
     failed = [r["dataset"] for r in rows if r["seasonal"] and not r["ratio"] < 1]

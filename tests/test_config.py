@@ -366,3 +366,25 @@ def test_to_yaml_omits_defaults():
     data = yaml.safe_load(text)
     assert data["name"] == "demo" and data["target"] == ["y"]
     assert "metric" not in data and "backtest" not in data
+
+
+def test_unknown_model_parameters_are_rejected_at_load():
+    with pytest.raises(ProblemConfigError, match=r"models\.0") as info:
+        parse_problem(minimal(models=[{"family": "sarimax", "params": {"seasonal": 12}}]))
+    assert "'seasonal'" in str(info.value) and "seasonal_order" in str(info.value)
+    with pytest.raises(ProblemConfigError, match="search") as info:
+        parse_problem(minimal(models=[{"family": "varmax", "search": {"p": [1, 2]}}]))
+    assert "'p'" in str(info.value)
+    with pytest.raises(ProblemConfigError, match="coverage"):
+        parse_problem(minimal(models=[{"family": "naive", "params": {"coverage": 0.5}}]))
+
+
+def test_relative_source_is_relative_to_the_yaml_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "problems"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "sales.csv").write_text("date,y\n")
+    (folder / "rel.yaml").write_text(yaml.safe_dump(minimal(name="rel",
+                                                            source="data/sales.csv")))
+    monkeypatch.chdir(tmp_path)
+    problem = load_problem(folder / "rel.yaml")
+    assert problem.source == str(folder / "data" / "sales.csv")

@@ -122,3 +122,8 @@ def test_exog_problem_forecasts_with_a_held_exog_scenario():
     assert report.model.exog_ == ["Temperature"]
     assert report.forecast.mean.index[0] == pd.Timestamp("2015-01-01")
     assert len(report.forecast.mean) == 7 and report.ratio < 1.5
+
+
+def test_cli_rejects_an_undeclared_family_with_exit_code_2(problems_dir, capsys):
+    assert cli.main(["run", "airline_small", "--families", "prophet"]) == 2
+    assert "['prophet']" in capsys.readouterr().err

@@ -313,3 +313,11 @@ def test_batches():
     assert list(itertools.chain(*batches(list(range(10)), 4))) == list(range(10))
     with pytest.raises(ValueError, match="batch size"):
         batches([1], 0)
+
+
+def test_run_trial_takes_the_problem_as_a_plain_dict(monthly_data, make_problem):
+    problem = make_problem()
+    as_dict = json.loads(json.dumps(problem.model_dump(mode="json")))
+    result = run_trial(Trial("naive", {}).to_dict(), monthly_data, as_dict)
+    assert result.metrics == pytest.approx(run_trial(Trial("naive", {}), monthly_data,
+                                                     problem).metrics)

@@ -469,3 +469,18 @@ def test_integer_years_become_year_starts():
     data = validate(raw, make_problem(frequency="YS"))
     assert data.y.index[0] == pd.Timestamp("2000-01-01")
     assert data.y.index[-1] == pd.Timestamp(f"{2000 + N - 1}-01-01")
+
+
+def test_ffill_never_copies_a_later_value_backwards():
+    raw = frame(x=[np.nan, np.nan] + [5.0] * (N - 2))
+    with pytest.raises(DataValidationError) as info:
+        validate(raw, make_problem(gaps="ffill", exog=["x"]))
+    assert "gap" in info.value.kinds
+    assert "no earlier value to carry forward" in str(info.value)
+
+
+def test_a_series_with_a_gap_still_reports_its_other_issues():
+    raw = frame().drop(index=[5]).assign(y=3.0)
+    with pytest.raises(DataValidationError) as info:
+        validate(raw, make_problem())
+    assert {"gap", "constant"} <= info.value.kinds

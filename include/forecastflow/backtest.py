@@ -20,8 +20,9 @@ from forecastflow.models.base import FitError, Forecaster, ModelError
 
 log = logging.getLogger(__name__)
 
-# Errors a window may fail with and still let the others run (anything else is a bug).
-WINDOW_ERRORS = (FitError, ModelError, np.linalg.LinAlgError, ValueError, ArithmeticError)
+# Errors a window may fail with and still let the others run: a model that cannot fit these
+# data, or data/parameters a model rejects. Anything else is a bug and propagates.
+WINDOW_ERRORS = (FitError, ModelError, np.linalg.LinAlgError)
 
 
 @dataclass(frozen=True)

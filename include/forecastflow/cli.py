@@ -10,6 +10,7 @@ from pathlib import Path
 
 from forecastflow.config import ProblemConfigError, find_problem, load_problem, problem_files
 from forecastflow.ingest import SourceError
+from forecastflow.models.base import ModelError
 from forecastflow.validate import DataValidationError
 
 DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ProblemConfigError, DataValidationError, SourceError) as err:
+    except (ProblemConfigError, DataValidationError, SourceError, ModelError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

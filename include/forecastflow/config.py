@@ -76,6 +76,18 @@ class ModelSpec(_Strict):
             raise ValueError(f"unknown model family {value!r}; choose from {sorted(FAMILIES)}")
         return value
 
+    @model_validator(mode="after")
+    def _known_params(self) -> ModelSpec:
+        from forecastflow.models import FAMILIES
+
+        allowed = [p for p in FAMILIES[self.family].param_names() if p != "coverage"]
+        for where, names in (("params", self.params), ("search", self.search)):
+            unknown = sorted(set(names) - set(allowed))
+            if unknown:
+                raise ValueError(f"{where}: {self.family} has no parameter(s) {unknown}; "
+                                 f"allowed: {allowed} (interval coverage is set per problem)")
+        return self
+
     @field_validator("search")
     @classmethod
     def _non_empty_lists(cls, value: dict[str, Any]) -> dict[str, Any]:
@@ -214,12 +226,15 @@ class ProblemConfig(_Strict):
             return 1
         from pandas.tseries.frequencies import to_offset
 
-        rule = to_offset(freq).rule_code
+        offset = to_offset(freq)
+        rule = offset.rule_code
         if len(rule) > 1 and rule[0] in "BC" and rule[1].isupper():
             rule = rule.lstrip("BC")  # business/custom variants: BMS -> MS, CBMS -> MS
         for prefix in ("Y", "A", "Q", "M", "W", "D", "B", "h", "H"):
             if rule.startswith(prefix):
-                return _SEASON_BY_FREQ[prefix]
+                base = _SEASON_BY_FREQ[prefix]
+                # A multiple (2D, 12h) keeps the cycle only if it divides it evenly.
+                return base // offset.n if base % offset.n == 0 else 1
         return 1
 
     def backtest_step(self) -> int:
@@ -282,12 +297,23 @@ def load_problem(path: str | os.PathLike[str]) -> ProblemConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ProblemConfigError(f"{path}: not valid YAML ({err})") from None
+    if isinstance(data, dict) and isinstance(data.get("source"), str):
+        data["source"] = _resolve_source(data["source"], path.parent)
     problem = parse_problem(data, origin=str(path))
     if problem.name != path.stem:
         raise ProblemConfigError(
             f"{path}: name {problem.name!r} must match the file name {path.stem!r}"
         )
     return problem
+
+
+def _resolve_source(source: str, folder: Path) -> str:
+    """A relative local path is relative to the YAML file's folder, not the working
+    directory (Airflow workers run elsewhere)."""
+    if "://" in source:
+        return source
+    path = Path(source).expanduser()
+    return source if path.is_absolute() else str((folder / path).resolve())
 
 
 def demo_problems_dir() -> Path:

@@ -130,14 +130,19 @@ def _with_freq(frame: pd.DataFrame | None, freq: str) -> pd.DataFrame | None:
 def period_ordinals(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
     """Integer period numbers of ``index`` at ``freq`` (consecutive periods differ by one), so
     ``ordinal % season`` is the position in the season, consistent across series."""
-    code = to_offset(freq).rule_code
-    head, _, anchor = code.partition("-")
+    offset = to_offset(freq)
+    head, _, anchor = offset.rule_code.partition("-")
     if head.endswith("S") and len(head) > 1:  # MS -> M, QS-JAN -> Q-JAN, YS -> Y
         head = head[:-1]
     alias = f"{head}-{anchor}" if anchor else head
-    try:
-        return pd.DatetimeIndex(index).to_period(alias).asi8
-    except ValueError:
-        step = to_offset(freq)
-        start = pd.Timestamp("2000-01-01")
-        return np.array([len(pd.date_range(start, ts, freq=step)) for ts in index])
+    if offset.n == 1:
+        try:
+            return pd.DatetimeIndex(index).to_period(alias).asi8
+        except ValueError:
+            pass  # no period type (business month starts, semi-months ...)
+    # Count periods on a grid from a fixed early anchor (slower, any frequency or multiple).
+    index = pd.DatetimeIndex(index)
+    start = offset.rollback(pd.Timestamp("1900-01-01")) if hasattr(offset, "rollback") else (
+        pd.Timestamp("1900-01-01"))
+    grid = pd.date_range(start, index.max(), freq=offset)
+    return grid.searchsorted(index).astype(np.int64)

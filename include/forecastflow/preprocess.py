@@ -22,6 +22,15 @@ from forecastflow.models.local import adapt
 TRANSFORMS = ("none", "log", "diff", "log-diff")
 
 
+def str_ids(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Panel series ids as strings, as the models key their forecasts."""
+    if frame is None or not isinstance(frame.index, pd.MultiIndex):
+        return frame
+    frame = frame.copy()
+    frame.index = frame.index.set_levels(frame.index.levels[0].astype(str), level=0)
+    return frame
+
+
 class Transform:
     """A target transform; ``fit_transform`` remembers what ``inverse`` needs."""
 
@@ -39,11 +48,13 @@ class Transform:
         return self.kind in ("diff", "log-diff")
 
     def fit_transform(self, y: pd.DataFrame) -> pd.DataFrame:
-        z = y.astype(float)
+        z = str_ids(y.astype(float))
         if self.uses_log:
-            if (z <= 0).to_numpy().any():
-                raise ModelError(f"transform {self.kind!r} needs positive values; "
-                                 f"min is {float(z.min().min())}")
+            bad = z.columns[(z <= 0).any()].tolist()
+            if bad:
+                where = z.index[(z[bad] <= 0).any(axis=1)][:3].tolist()
+                raise ModelError(f"transform {self.kind!r} needs positive values; columns "
+                                 f"{bad} have values <= 0 at {where}")
             z = np.log(z)
         if self.uses_diff:
             panel = isinstance(z.index, pd.MultiIndex)
@@ -124,7 +135,7 @@ class ForecastPipeline(Forecaster):
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         self.transform_ = Transform(self.transform)
         z = self.transform_.fit_transform(y)
-        Xz = self.transform_.transform_exog(X)
+        Xz = self.transform_.transform_exog(str_ids(X))
         if isinstance(z.index, pd.DatetimeIndex):
             z.index = pd.DatetimeIndex(z.index, freq=self.freq_, name=DATE)
             if Xz is not None:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from forecastflow.backtest import BacktestSpec, backtest
-from forecastflow.config import Distribution, ModelSpec, ProblemConfig
+from forecastflow.config import (
+    Distribution,
+    ModelSpec,
+    ProblemConfig,
+    ProblemConfigError,
+    parse_problem,
+)
 from forecastflow.data import SeriesData
 from forecastflow.metrics import METRICS, score
 from forecastflow.models import BASELINE, build_model
@@ -124,7 +130,7 @@ def plan_trials(problem: ProblemConfig, families: list[str] | None = None,
     if families:
         unknown = sorted(set(families) - {s.family for s in problem.models})
         if unknown:
-            raise ValueError(f"families {unknown} are not declared in problem "
+            raise ProblemConfigError(f"families {unknown} are not declared in problem "
                              f"{problem.name!r}; declared: {[s.family for s in problem.models]}")
     trials = []
     for spec in problem.models:
@@ -143,12 +149,15 @@ def baseline_trial(problem: ProblemConfig) -> Trial:
 
 
 def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLike[str],
-              problem: ProblemConfig,
+              problem: ProblemConfig | dict[str, Any],
               series_ids: list[str] | None = None, windows: int | None = None,
               horizon: int | None = None) -> TrialResult:
     """Backtest one trial on ``data`` (a :class:`SeriesData` or the path it was saved to),
-    optionally on a batch of ``series_ids`` of a panel."""
+    optionally on a batch of ``series_ids`` of a panel. ``trial`` and ``problem`` may be
+    the plain dicts of ``Trial.to_dict()`` and ``ProblemConfig.model_dump()``."""
     trial = Trial.from_dict(trial) if isinstance(trial, dict) else trial
+    if isinstance(problem, dict):
+        problem = parse_problem(problem)
     if isinstance(data, (str, os.PathLike)):
         data = SeriesData.load(data)
     if series_ids is not None:

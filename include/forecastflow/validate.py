@@ -175,10 +175,18 @@ def _regularize(
             continue
         present = frame[col].notna()
         outside = ~(present.cummax() & present.iloc[::-1].cummax().iloc[::-1])
+        leading = ~present.cummax()
         if problem.gaps == "interpolate" and outside.any():
             edge = frame.index[outside.to_numpy()]
             issues.append(Issue("gap", f"{len(edge)} missing value(s) at the start or end "
                                 f"cannot be interpolated: {_show(edge)}", column=col, series=sid))
+            continue
+        if problem.gaps == "ffill" and leading.any():
+            # Back-filling would copy a later value into the past.
+            edge = frame.index[leading.to_numpy()]
+            issues.append(Issue("gap", f"{len(edge)} missing value(s) at the start have no "
+                                f"earlier value to carry forward: {_show(edge)}",
+                                column=col, series=sid))
             continue
         start, run = _longest_run(frame[col].isna().to_numpy())
         if problem.max_gap is not None and run > problem.max_gap:
@@ -192,7 +200,7 @@ def _regularize(
         if problem.gaps == "interpolate":
             frame[col] = frame[col].interpolate(method="linear", limit_area="inside")
         elif problem.gaps == "ffill":
-            frame[col] = frame[col].ffill().bfill()
+            frame[col] = frame[col].ffill()
         else:
             frame[col] = frame[col].fillna(0.0)
     return frame, issues
@@ -296,8 +304,9 @@ def validate(
         else:
             frame, series_issues = _regularize(
                 sid if problem.id_column else None, frame, freq, problem, end)
-            if not series_issues:
-                series_issues = _check_values(
+            # Unfilled gaps leave the series on its grid, so its values are still checked.
+            if all(issue.kind == "gap" for issue in series_issues):
+                series_issues += _check_values(
                     sid if problem.id_column else None, frame, problem, season)
         if series_issues and problem.drop_invalid_series and problem.id_column:
             dropped[sid] = "; ".join(str(i) for i in series_issues)

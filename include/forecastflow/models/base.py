@@ -119,9 +119,15 @@ class Forecaster:
         if X is not None and not self.capabilities["exogenous"]:
             X = None  # a model without exog support simply ignores them
         if X is not None and not X.index.equals(y.index):
-            raise ModelError(f"{self.family}: X index does not match y index")
+            extra = X.index.difference(y.index)[:3].tolist()
+            lacking = y.index.difference(X.index)[:3].tolist()
+            raise ModelError(f"{self.family}: X index does not match y index (X has extra "
+                             f"{extra}, lacks {lacking})")
         if y.isna().to_numpy().any():
-            raise ModelError(f"{self.family}: y has missing values; validate the data first")
+            where = y.index[y.isna().any(axis=1)][:3].tolist()
+            raise ModelError(f"{self.family}: y has missing values in "
+                             f"{list(y.columns[y.isna().any()])} at {where}; validate the "
+                             "data first")
         dates = y.index.get_level_values(DATE) if panel else y.index
         freq = getattr(y.index, "freq", None) if not panel else None
         self.freq_ = freq.freqstr if freq is not None else _infer_freq(y.index, panel)
@@ -176,8 +182,9 @@ class Forecaster:
         if isinstance(index, pd.MultiIndex):
             try:
                 X = X.loc[index]
-            except KeyError as err:
-                raise ModelError(f"future exog lacks rows for {err}") from None
+            except KeyError:
+                lacking = index.difference(X.index)[:3].tolist()
+                raise ModelError(f"future exog lacks rows for {lacking}") from None
         elif isinstance(X.index, pd.DatetimeIndex):
             # Dated rows are matched on the forecast dates, so history rows are skipped.
             missing = index.difference(X.index)
@@ -191,7 +198,9 @@ class Forecaster:
                                  f"needs {horizon}")
             X = X.iloc[:horizon]
         if X.isna().to_numpy().any():
-            raise ModelError("future exog has missing values")
+            where = X.index[X.isna().any(axis=1)][:3].tolist()
+            raise ModelError(f"future exog has missing values in "
+                             f"{list(X.columns[X.isna().any()])} at {where}")
         return X
 
     def _predict(self, horizon: int, X: pd.DataFrame | None,

@@ -185,6 +185,13 @@ class GradientBoosting(Forecaster):
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         self.lags_, self.windows_, self.m_ = self._settings()
         series = self._split(y, X)
+        # The recursion needs d + max(lag, window) past values of every series.
+        short = {sid: len(s.values) for sid, s in series.items()
+                 if len(s.values) <= self._need + self.d_}
+        if short:
+            raise FitError(f"gradient_boosting needs more than {self._need + self.d_} "
+                           f"observations per series (lags {self.lags_.tolist()}, "
+                           f"differencing {self.d_}); too short: {dict(list(short.items())[:5])}")
         features, target = self._design(series)
         self.regressor_ = self._regressor().fit(features, target)
         self.widths_ = self._calibrate(series)
@@ -195,16 +202,21 @@ class GradientBoosting(Forecaster):
         self.fit_info_ = {"converged": True, "warnings": [], "rows": len(target)}
 
     def _calibrate(self, series: dict[str, _Series]) -> np.ndarray:
-        shortest = min(len(s.values) for s in series.values())
+        # The calibration tail is sized on the typical series; series too short to leave
+        # training data before it are left out of calibration only.
+        lengths = np.array([len(s.values) for s in series.values()])
         c = self.calibration or max(2 * self.m_, 12)
-        c = min(c, (shortest - self.d_ - self._need) // 2)
+        c = min(c, int(np.median(lengths) - self.d_ - self._need) // 2)
         if c < 2:
-            raise FitError(f"gradient_boosting: series of {shortest} observations are too short "
-                           "to calibrate intervals")
-        features, target = self._design(series, cut=c)
+            raise FitError(f"gradient_boosting: series of median length {np.median(lengths):.0f}"
+                           f" are too short to calibrate intervals (lags "
+                           f"{self.lags_.tolist()}, differencing {self.d_})")
+        usable = {sid: s for sid, s in series.items()
+                  if len(s.values) - c > self._need + self.d_}
+        features, target = self._design(usable, cut=c)
         model = self._regressor().fit(features, target)
         errors: list[list[float]] = [[] for _ in range(c)]
-        for s in series.values():
+        for s in usable.values():
             n = len(s.values)
             origins = np.arange(n - c, n)  # forecast from the end of index origin - 1
             states = [self._state(s, o) for o in origins]

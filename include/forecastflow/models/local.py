@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from forecastflow.data import DATE, SERIES
-from forecastflow.models.base import Forecast, Forecaster, ModelError
+from forecastflow.models.base import FitError, Forecast, Forecaster, ModelError
 
 
 class PerColumn(Forecaster):
@@ -59,15 +59,28 @@ class PerSeries(Forecaster):
 
     @property
     def fit_info_(self) -> dict[str, object]:
-        return _merge_info(self.models_.values())
+        return _merge_info(self.models_.values(), self.fallbacks_)
 
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
-        self.models_ = {}
+        from forecastflow.models.naive import SeasonalNaive
+
+        self.models_, self.fallbacks_ = {}, {}
         for sid, ys in y.groupby(level=SERIES, sort=False):
             ys = _single(ys, self.freq_)
             xs = None if X is None else _single(X.xs(sid, level=SERIES, drop_level=False),
                                                self.freq_)
-            self.models_[str(sid)] = local_model(self.model.clone(), ys).fit(ys, xs)
+            try:
+                self.models_[str(sid)] = local_model(self.model.clone(), ys).fit(ys, xs)
+            except (FitError, np.linalg.LinAlgError) as err:
+                # One series that cannot be fitted must not sink the thousands of others:
+                # it falls back to seasonal naive, and the fallback is reported.
+                self.fallbacks_[str(sid)] = f"{type(err).__name__}: {err}"[:300]
+                season = getattr(self.model, "season_length", None)
+                self.models_[str(sid)] = SeasonalNaive(season, self.coverage).fit(ys)
+        if len(self.fallbacks_) == len(self.models_):
+            first = next(iter(self.fallbacks_.items()))
+            raise FitError(f"{self.model.family} failed on every series, e.g. {first[0]!r}: "
+                           f"{first[1]}")
 
     def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
         if not hasattr(self, "models_"):
@@ -95,12 +108,15 @@ def _single(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
     return frame
 
 
-def _merge_info(models: object) -> dict[str, object]:
+def _merge_info(models: object, fallbacks: dict[str, str] | None = None) -> dict[str, object]:
     infos = [getattr(m, "fit_info_", {}) for m in models]
     converged = [i.get("converged", True) for i in infos]
     warnings = sorted({w for i in infos for w in i.get("warnings", [])})
+    if fallbacks:
+        warnings.append(f"{len(fallbacks)} series fell back to seasonal naive: "
+                        f"{sorted(fallbacks)[:10]}")
     return {"converged": bool(np.all(converged)), "n_not_converged": int(np.sum(~np.array(
-        converged, dtype=bool))), "warnings": warnings}
+        converged, dtype=bool))), "warnings": warnings, "fallbacks": dict(fallbacks or {})}
 
 
 def local_model(model: Forecaster, y: pd.DataFrame) -> Forecaster:
