@@ -40,7 +40,7 @@ def _title(ax: object, sid: str | None, target: str) -> None:
 
 def _save(fig: object, path: str | Path, title: str) -> Path:
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
