@@ -113,6 +113,14 @@ class BacktestConfig(_Strict):
         return self
 
 
+class PromotionConfig(_Strict):
+    """When a challenger becomes champion: it beats seasonal naive and the current champion
+    (re-scored on the same windows) by ``margin`` (relative)."""
+
+    margin: float = Field(default=0.0, ge=0.0, lt=1.0)
+    first_must_beat_baseline: bool = True
+
+
 class ProblemConfig(_Strict):
     """A forecasting problem as declared in YAML."""
 
@@ -134,6 +142,7 @@ class ProblemConfig(_Strict):
     models: list[ModelSpec] = Field(min_length=1)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     metric: MetricName = "mase"
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     coverage: float = Field(default=0.9, gt=0.0, lt=1.0)
     schedule: str | None = "@daily"
     max_trials: int = Field(default=20, ge=1)

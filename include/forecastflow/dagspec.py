@@ -1,0 +1,70 @@
+"""What a DAG file needs to know about each problem, read without heavy imports.
+
+DAG parsing must stay fast and touch no database: this reads the YAML files with PyYAML only.
+The full pydantic validation runs inside the tasks (a broken file fails its ``validate`` task
+with a message naming the field, and is logged here).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from forecastflow.config import NAME_PATTERN, problem_files
+
+log = logging.getLogger(__name__)
+
+FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting")
+METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
+
+
+@dataclass(frozen=True)
+class DagSpec:
+    name: str
+    path: str
+    description: str
+    schedule: str | None
+    horizon: int
+    max_horizon: int
+    families: list[str]
+    windows: int
+    metric: str
+    max_trials: int
+    source: str
+    tags: list[str] = field(default_factory=list)
+
+
+def read_spec(path: Path) -> DagSpec:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    name = str(data.get("name", ""))
+    if not re.match(NAME_PATTERN, name) or name != path.stem:
+        raise ValueError(f"{path}: name {name!r} must match {NAME_PATTERN} and the file name")
+    horizon = int(data["horizon"])
+    families = [str(m["family"]) for m in data.get("models") or []]
+    backtest = data.get("backtest") or {}
+    tags = [f"{k}:{v}" for k, v in (data.get("tags") or {}).items()]
+    return DagSpec(
+        name=name, path=str(path), description=str(data.get("description", "")),
+        schedule=data.get("schedule", "@daily"), horizon=horizon,
+        max_horizon=int(data.get("max_horizon") or horizon), families=families,
+        windows=int(backtest.get("windows", 3)), metric=str(data.get("metric", "mase")),
+        max_trials=int(data.get("max_trials", 20)), source=str(data.get("source", "")),
+        tags=tags)
+
+
+def discover() -> list[DagSpec]:
+    """Specs of every problem file (shipped demos and ``FORECASTFLOW_PROBLEMS_DIR``); a file
+    that cannot be read is logged and skipped so the other problems keep their DAGs."""
+    specs = []
+    for path in problem_files():
+        try:
+            specs.append(read_spec(path))
+        except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as err:
+            log.error("forecastflow: skipping problem file %s: %s", path, err)
+    return specs

@@ -1,0 +1,166 @@
+"""MLflow tracking: where runs go, and idempotent parent/child runs for a DAG run.
+
+The tracking URI comes from ``MLFLOW_TRACKING_URI``; the embedded default is a SQLite store
+(``<state>/mlflow.db``) with artifacts under ``<state>/mlartifacts``. One experiment per
+problem; one parent run per DAG run (found again by its ``airflow_run_id`` tag, so a retried
+task logs into the same run); one child run per trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from forecastflow.storage import state_dir
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+METRIC_PREFIX = "backtest_"
+BASELINE_PREFIX = "baseline_"
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    path = state_dir() / "mlflow.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def artifact_root() -> str:
+    root = state_dir() / "mlartifacts"
+    root.mkdir(parents=True, exist_ok=True)
+    return root.as_uri()
+
+
+def client() -> Any:
+    """An ``MlflowClient`` on the configured tracking and registry URI."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def retry(call: Callable[[], T], what: str, attempts: int = 8) -> T:
+    """Retry SQLite lock contention ("database is locked") with backoff."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            return call()
+        except (MlflowException, OperationalError) as err:
+            if "locked" not in str(err).lower() or attempt == attempts - 1:
+                raise
+            delay = 0.2 * 2**attempt
+            log.warning("%s: store busy (%s), retrying in %.1fs", what, err, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def experiment_id(problem: str) -> str:
+    """The problem's experiment, created on first use."""
+    mlflow_client = client()
+    name = f"forecastflow/{problem}"
+    found = retry(lambda: mlflow_client.get_experiment_by_name(name), "get experiment")
+    if found is not None:
+        return found.experiment_id
+    from mlflow.exceptions import MlflowException
+
+    location = None if os.environ.get("MLFLOW_TRACKING_URI") else f"{artifact_root()}/{problem}"
+    try:
+        return retry(lambda: mlflow_client.create_experiment(
+            name, artifact_location=location, tags={"forecastflow.problem": problem}),
+            "create experiment")
+    except MlflowException:  # created concurrently by a sibling task
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def find_or_create_run(problem: str, key_tags: dict[str, str], run_name: str,
+                       parent_run_id: str | None = None,
+                       tags: dict[str, str] | None = None) -> str:
+    """The run carrying ``key_tags`` (created if absent): a retried task reuses its run."""
+    mlflow_client = client()
+    exp = experiment_id(problem)
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in key_tags.items())
+    if parent_run_id:
+        query += f" and tags.`mlflow.parentRunId` = '{parent_run_id}'"
+    runs = retry(lambda: mlflow_client.search_runs([exp], filter_string=query, max_results=1),
+                 "search runs")
+    if runs:
+        return runs[0].info.run_id
+    all_tags = {**key_tags, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = retry(lambda: mlflow_client.create_run(exp, tags=all_tags, run_name=run_name),
+                "create run")
+    return run.info.run_id
+
+
+def log_run(run_id: str, params: dict[str, Any] | None = None,
+            metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
+            status: str | None = None) -> None:
+    """Log params (stringified), finite metrics and tags to ``run_id`` in one batch."""
+    import math
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    mlflow_client = client()
+    now = int(time.time() * 1000)
+    existing = retry(lambda: mlflow_client.get_run(run_id), "get run").data.params
+    batch_params = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()
+                    if k not in existing]  # params are immutable: a re-run keeps its own
+    batch_metrics = [Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()
+                     if v is not None and math.isfinite(float(v))]
+    batch_tags = [RunTag(k, str(v)[:5000]) for k, v in (tags or {}).items()]
+    retry(lambda: mlflow_client.log_batch(run_id, metrics=batch_metrics, params=batch_params,
+                                          tags=batch_tags), "log batch")
+    if status:
+        retry(lambda: mlflow_client.set_terminated(run_id, status=status), "end run")
+
+
+def log_artifacts(run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    mlflow_client = client()
+    for path in paths:
+        retry(lambda p=path: mlflow_client.log_artifact(run_id, str(p), artifact_path),
+              f"log artifact {path.name}")
+
+
+def metric_names(metrics: dict[str, float], prefix: str = METRIC_PREFIX) -> dict[str, float]:
+    """``{"mase": x}`` -> ``{"backtest_mase": x}``: one naming across all families."""
+    return {f"{prefix}{k}": v for k, v in metrics.items()}
+
+
+def code_version() -> str:
+    """Git commit of the project, or ``unknown`` outside a checkout."""
+    env = os.environ.get("FORECASTFLOW_CODE_VERSION")
+    if env:
+        return env
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def run_url(run_id: str, experiment: str | None = None) -> str:
+    """Link to a run in the MLflow UI (``FORECASTFLOW_MLFLOW_UI``, default localhost:5000)."""
+    base = os.environ.get("FORECASTFLOW_MLFLOW_UI", "http://localhost:5000").rstrip("/")
+    if experiment is None:
+        experiment = client().get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}"

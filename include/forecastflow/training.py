@@ -1,0 +1,386 @@
+"""Task bodies of the training DAG, as plain functions of small JSON-able dicts.
+
+Every stage takes the run context (problem, DAG and run ids, cutoff, UI params) and the
+references returned by earlier stages (paths under the run folder, MLflow run ids, versions),
+and returns references. No DataFrame crosses a task boundary. The run folder is keyed by the
+problem and the data interval, so re-running a stage overwrites its own outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecastflow import storage, tracking
+from forecastflow.config import ProblemConfig, find_problem
+
+log = logging.getLogger(__name__)
+
+Context = dict[str, Any]
+
+
+# Context ----------------------------------------------------------------------------------
+
+def run_context(problem: str, dag_id: str, run_id: str, cutoff: Any, logical_date: Any,
+                params: dict[str, Any] | None = None) -> Context:
+    """The small dict every stage receives. ``cutoff`` is the data-interval end: only rows
+    strictly before it are used."""
+    end = pd.Timestamp(cutoff)
+    end = end.tz_convert("UTC").tz_localize(None) if end.tzinfo else end
+    return {"problem": problem, "dag_id": dag_id, "run_id": run_id,
+            "cutoff": end.isoformat(), "logical_date": str(logical_date),
+            "params": dict(params or {})}
+
+
+def effective_problem(ctx: Context) -> ProblemConfig:
+    """The problem YAML with the run's UI params applied (horizon, windows, metric)."""
+    problem = find_problem(ctx["problem"])
+    params = ctx.get("params") or {}
+    update: dict[str, Any] = {}
+    if params.get("horizon"):
+        update["horizon"] = int(params["horizon"])
+        update["max_horizon"] = max(int(params["horizon"]), problem.horizon_limit)
+    if params.get("metric"):
+        update["metric"] = params["metric"]
+    if params.get("backtest_windows"):
+        update["backtest"] = problem.backtest.model_copy(
+            update={"windows": int(params["backtest_windows"])})
+    if not update:
+        return problem
+    from forecastflow.config import parse_problem
+
+    return parse_problem({**problem.model_dump(mode="json"), **{
+        k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v)
+        for k, v in update.items()}}, origin=f"{problem.name} with run params")
+
+
+def run_dir(ctx: Context) -> Path:
+    """``<state>/runs/<problem>/<data interval end>/``: one folder per problem and interval."""
+    key = ctx["cutoff"].replace(":", "-")
+    folder = storage.state_dir() / "runs" / ctx["problem"] / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def inclusive_cutoff(ctx: Context) -> pd.Timestamp:
+    return pd.Timestamp(ctx["cutoff"]) - pd.Timedelta(1, "ns")
+
+
+def parent_run(ctx: Context) -> str:
+    """The MLflow parent run of this DAG run (created once, found again on retries)."""
+    return tracking.find_or_create_run(
+        ctx["problem"], {"airflow_run_id": ctx["run_id"], "forecastflow.role": "training"},
+        run_name=f"{ctx['dag_id']} {ctx['run_id']}",
+        tags={"dag_id": ctx["dag_id"], "logical_date": ctx["logical_date"],
+              "data_cutoff": ctx["cutoff"], "code_version": tracking.code_version()})
+
+
+# Stages -----------------------------------------------------------------------------------
+
+def ingest(ctx: Context) -> dict[str, Any]:
+    """Read the source into the run folder."""
+    from forecastflow.ingest import read_source
+
+    problem = effective_problem(ctx)
+    raw = read_source(problem.source)
+    path = storage.write_frame(raw, run_dir(ctx) / "raw.parquet")
+    parent = parent_run(ctx)
+    tracking.log_run(parent, params={"source": problem.source})
+    log.info("ingested %d rows from %s into %s", len(raw), problem.source, path)
+    return {"raw": str(path), "rows": len(raw), "parent_run_id": parent}
+
+
+def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
+    """Check the data contract on rows before the cutoff; on failure the parent run is marked
+    failed with the issues and nothing further runs."""
+    from forecastflow.data import DATE
+    from forecastflow.validate import DataValidationError
+    from forecastflow.validate import validate as check
+
+    problem = effective_problem(ctx)
+    parent = ingested["parent_run_id"]
+    raw = storage.read_frame(ingested["raw"])
+    try:
+        data = check(raw, problem, cutoff=inclusive_cutoff(ctx))
+    except DataValidationError as err:
+        tracking.log_run(parent, tags={"validation": "failed", "validation_issues": str(err)},
+                         status="FAILED")
+        log.error("validation failed: %s", err)
+        raise
+    path = data.save(run_dir(ctx) / "data.parquet")
+    dates = data.y.index.get_level_values(DATE) if data.is_panel else data.y.index
+    info = {"data": str(path), "fingerprint": data.fingerprint(),
+            "n_series": max(len(data.series_ids), 1), "rows": len(data.y),
+            "start": str(dates.min().date()), "end": str(dates.max().date()),
+            "freq": data.freq, "season": data.season, "dropped": data.dropped,
+            "parent_run_id": parent}
+    tracking.log_run(parent, params={"data_fingerprint": info["fingerprint"],
+                                     "data_start": info["start"], "data_end": info["end"],
+                                     "n_series": info["n_series"], "frequency": data.freq},
+                     tags={"validation": "passed", "data_fingerprint": info["fingerprint"],
+                           "data_window": f"{info['start']}..{info['end']}",
+                           "dropped_series": json.dumps(sorted(data.dropped))[:4000]})
+    log.info("validated %s: %d series, %d rows, %s..%s, fingerprint %s%s", problem.name,
+             info["n_series"], info["rows"], info["start"], info["end"], info["fingerprint"],
+             f", dropped {len(data.dropped)}" if data.dropped else "")
+    return info
+
+
+def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
+    """Data profile and the problem declaration, stored and logged for reviewers."""
+    from forecastflow.data import SeriesData
+
+    problem = effective_problem(ctx)
+    data = SeriesData.load(validated["data"])
+    profile = data_profile(data)
+    folder = run_dir(ctx)
+    profile_path = folder / "data_profile.csv"
+    profile.to_csv(profile_path)
+    yaml_path = folder / f"{problem.name}.yaml"
+    yaml_path.write_text(problem.to_yaml())
+    tracking.log_artifacts(validated["parent_run_id"], [profile_path, yaml_path], "inputs")
+    return {"profile": str(profile_path)}
+
+
+def data_profile(data: Any) -> pd.DataFrame:
+    """Per series and target: span, length and summary statistics."""
+    rows = []
+    for sid, one in data.iter_series():
+        for col in one.targets:
+            values = one.y[col]
+            rows.append({"series_id": sid or "-", "target": col,
+                         "start": values.index.min().date(), "end": values.index.max().date(),
+                         "length": len(values), "mean": values.mean(), "std": values.std(),
+                         "min": values.min(), "max": values.max()})
+    return pd.DataFrame(rows).set_index(["series_id", "target"])
+
+
+def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
+    """Trials, dealt round-robin into at most ``parallelism`` batches (one mapped task each)."""
+    from forecastflow.search import plan_trials
+
+    problem = effective_problem(ctx)
+    params = ctx.get("params") or {}
+    families = params.get("families") or None
+    trials = plan_trials(problem, families, params.get("max_trials") or None)
+    n_batches = max(1, min(len(trials), int(params.get("parallelism") or 4)))
+    batches = [{"batch": i, "trials": []} for i in range(n_batches)]
+    for i, trial in enumerate(trials):
+        batches[i % n_batches]["trials"].append(trial.to_dict())
+    log.info("planned %d trial(s) in %d batch(es): %s", len(trials), n_batches,
+             sorted({t.family for t in trials}))
+    tracking.log_run(validated["parent_run_id"], params={"n_trials": len(trials),
+                                                         "families": sorted({
+                                                             t.family for t in trials})})
+    return batches
+
+
+def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """Backtest one batch of trials; one MLflow child run per trial."""
+    from forecastflow.search import run_trial
+
+    problem = effective_problem(ctx)
+    parent = validated["parent_run_id"]
+    results = []
+    for trial in batch["trials"]:
+        result = run_trial(trial, validated["data"], problem)
+        results.append(result.to_dict())
+        child = tracking.find_or_create_run(
+            problem.name, {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
+            run_name=result.trial.trial_id, parent_run_id=parent,
+            tags={"family": result.trial.family, "forecastflow.role": "trial"})
+        tracking.log_run(child, params={"family": result.trial.family,
+                                        "transform": result.trial.transform,
+                                        **result.trial.params},
+                         metrics={**tracking.metric_names(result.metrics),
+                                  "failed_windows": result.n_failed_windows,
+                                  "fit_seconds_total": result.seconds},
+                         tags={"status": result.status, "error": result.error},
+                         status="FINISHED" if result.status == "ok" else "FAILED")
+    path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
+    return {"results": str(path), "n": len(results)}
+
+
+def select(ctx: Context, validated: dict[str, Any],
+           searched: list[dict[str, Any]]) -> dict[str, Any]:
+    """Best trial per family, then the best family."""
+    from forecastflow.search import TrialResult
+    from forecastflow.search import select as choose
+
+    problem = effective_problem(ctx)
+    results = [TrialResult.from_dict(r) for s in searched for r in storage.read_json(
+        s["results"])]
+    selection = choose(results, problem.metric, problem.coverage)
+    best = selection.best
+    per_family = {f: r.metrics[problem.metric] for f, r in selection.per_family.items()}
+    log.info("selected %s %s (%s=%.4f); best per family: %s", best.trial.family,
+             best.trial.params, problem.metric, best.metrics[problem.metric], per_family)
+    tracking.log_run(validated["parent_run_id"], tags={
+        "selected_family": best.trial.family, "selected_trial": best.trial.trial_id,
+        "selected_params": json.dumps(best.trial.params),
+        "per_family_best": json.dumps(per_family)})
+    return {"trial": best.trial.to_dict(), "metrics": best.metrics,
+            "per_family": per_family}
+
+
+def fit(ctx: Context, validated: dict[str, Any], selected: dict[str, Any]) -> dict[str, Any]:
+    """Fit the winner on all data up to the cutoff."""
+    from forecastflow.data import SeriesData
+    from forecastflow.search import Trial
+
+    problem = effective_problem(ctx)
+    data = SeriesData.load(validated["data"])
+    trial = Trial.from_dict(selected["trial"])
+    model = trial.build(problem, data.season).fit(data.y, data.X)
+    path = storage.write_model(model, run_dir(ctx) / "model" / "model.pkl")
+    log.info("fitted %s on %d rows up to %s: %s", trial.family, len(data.y), validated["end"],
+             path)
+    return {"model": str(path)}
+
+
+def evaluate(ctx: Context, validated: dict[str, Any],
+             selected: dict[str, Any]) -> dict[str, Any]:
+    """Backtest the winner and seasonal naive on the same windows; log tables and plots."""
+    from forecastflow.backtest import BacktestSpec, backtest
+    from forecastflow.data import SeriesData
+    from forecastflow.plots import plot_backtest
+    from forecastflow.search import Trial, baseline_trial
+
+    problem = effective_problem(ctx)
+    data = SeriesData.load(validated["data"])
+    spec = BacktestSpec.from_problem(problem, data.season)
+    trial = Trial.from_dict(selected["trial"])
+    result = backtest(trial.build(problem, data.season), data, spec)
+    baseline = backtest(baseline_trial(problem).build(problem, data.season), data, spec)
+    folder = run_dir(ctx) / "evaluation"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = result.windows.assign(**{f"baseline_{m}": baseline.windows[m]
+                                     for m in ("mase", "rmse", "coverage")})
+    table_path = folder / "backtest_windows.csv"
+    table.to_csv(table_path, index=False)
+    plots = [plot_backtest(result.predictions, data.y, folder / "backtest_all_windows.png",
+                           title=f"{problem.name}: {trial.family}, all backtest windows")]
+    for window, part in result.predictions.groupby("window"):
+        plots.append(plot_backtest(part, data.y, folder / f"backtest_window_{window}.png",
+                                   title=f"{problem.name}: {trial.family}, window {window} "
+                                         f"(cutoff {pd.Timestamp(part['cutoff'].iloc[0]).date()})"))
+    metrics, base = result.metrics(), baseline.metrics()
+    tracking.log_run(validated["parent_run_id"],
+                     metrics={**tracking.metric_names(metrics),
+                              **tracking.metric_names(base, tracking.BASELINE_PREFIX),
+                              "failed_windows": result.n_failed})
+    tracking.log_artifacts(validated["parent_run_id"], [table_path, *plots], "evaluation")
+    log.info("backtest %s: %s; seasonal naive: %s", trial.family, _fmt(metrics), _fmt(base))
+    return {"metrics": metrics, "baseline": base, "windows": str(table_path),
+            "cutoffs": [str(c) for c in result.windows["cutoff"]]}
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if math.isfinite(v))
+
+
+def register(ctx: Context, validated: dict[str, Any], selected: dict[str, Any],
+             fitted: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+    """Log the winner as a pyfunc and register it (once per DAG run) as ``challenger``."""
+    from forecastflow import registry
+    from forecastflow.data import SeriesData
+
+    problem = effective_problem(ctx)
+    data = SeriesData.load(validated["data"])
+    model = storage.read_model(fitted["model"])
+    meta = model_meta(problem, data, model, selected)
+    trial = selected["trial"]
+    tags = {"dag_id": ctx["dag_id"], "airflow_run_id": ctx["run_id"],
+            "logical_date": ctx["logical_date"], "data_cutoff": ctx["cutoff"],
+            "data_window": f"{validated['start']}..{validated['end']}",
+            "data_fingerprint": validated["fingerprint"], "code_version":
+            tracking.code_version(), "family": trial["family"],
+            "params": json.dumps(trial["params"]), "transform": trial["transform"],
+            "metric": problem.metric,
+            "asset": champion_asset_uri(problem.name),
+            **{f"backtest_{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
+            **{f"baseline_{k}": f"{v:.6g}" for k, v in evaluated["baseline"].items()}}
+    version = registry.register(problem.name, validated["parent_run_id"], Path(fitted["model"]),
+                                meta, tags)
+    tracking.log_run(validated["parent_run_id"], tags={"model_version": version})
+    return {"model": problem.name, "version": version}
+
+
+def model_meta(problem: ProblemConfig, data: Any, model: Any,
+               selected: dict[str, Any]) -> dict[str, Any]:
+    """What the pyfunc needs besides the fitted model."""
+    from forecastflow.data import SERIES
+
+    exog_last: dict[str, Any] = {}
+    if data.X is not None:
+        if data.is_panel:
+            exog_last = {str(sid): g.iloc[-1].to_dict()
+                         for sid, g in data.X.groupby(level=SERIES, sort=False)}
+        else:
+            exog_last = data.X.iloc[-1].to_dict()
+    return {"problem": problem.name, "horizon": problem.horizon,
+            "horizon_limit": problem.horizon_limit, "exog": data.exog, "exog_last": exog_last,
+            "panel": data.is_panel, "series": [str(s) for s in data.series_ids],
+            "targets": data.targets, "freq": data.freq, "family": selected["trial"]["family"],
+            "coverage": problem.coverage}
+
+
+def champion_asset_uri(problem: str) -> str:
+    return f"x-forecastflow://champion/{problem}"
+
+
+def promote(ctx: Context, validated: dict[str, Any], evaluated: dict[str, Any],
+            registered: dict[str, Any]) -> dict[str, Any]:
+    """Gate: the challenger becomes champion only if it beats seasonal naive and the current
+    champion re-scored on today's data and windows. A refusal is a decision, not a failure."""
+    from forecastflow import registry
+    from forecastflow.metrics import score
+    from forecastflow.search import Trial, run_trial
+
+    problem = effective_problem(ctx)
+    name, version = registered["model"], registered["version"]
+    metric = problem.metric
+    challenger = score(evaluated["metrics"], metric, problem.coverage)
+    baseline = score(evaluated["baseline"], metric, problem.coverage)
+    current = registry.alias_version(name, registry.CHAMPION)
+    champion_score = None
+    if current is not None and str(current.version) == str(version):
+        decision = {"promoted": False, "changed": False, "champion": version,
+                    "reasons": [f"version {version} is already champion (re-run)"]}
+        log.info("promotion: %s", decision["reasons"][0])
+        return decision
+    if current is not None:
+        tags = current.tags
+        incumbent = Trial(tags["family"], json.loads(tags["params"]), tags["transform"])
+        rescored = run_trial(incumbent, validated["data"], problem)
+        champion_score = score(rescored.metrics, metric, problem.coverage)
+        if not math.isfinite(champion_score):
+            champion_score = math.inf  # the incumbent no longer fits today's data
+    force = bool((ctx.get("params") or {}).get("force_promotion"))
+    promoted, reasons = registry.decide(challenger, baseline, champion_score,
+                                        problem.promotion.margin,
+                                        problem.promotion.first_must_beat_baseline, force)
+    mlflow_client = tracking.client()
+    previous = None
+    if promoted:
+        previous = registry.promote(name, version, reasons)
+    else:
+        mlflow_client.set_model_version_tag(name, version, "promotion",
+                                            "not promoted: " + "; ".join(reasons))
+    champion = registry.alias_version(name, registry.CHAMPION)
+    decision = {"promoted": promoted, "changed": promoted,
+                "champion": None if champion is None else str(champion.version),
+                "previous": previous, "challenger": version, "reasons": reasons,
+                "metric": metric, "challenger_score": challenger, "baseline_score": baseline,
+                "champion_score": champion_score}
+    tracking.log_run(validated["parent_run_id"], tags={
+        "promotion": "promoted" if promoted else "not promoted",
+        "promotion_reasons": "; ".join(reasons)})
+    log.info("promotion of %s v%s: %s (%s)", name, version,
+             "PROMOTED to champion" if promoted else "not promoted", "; ".join(reasons))
+    return decision
