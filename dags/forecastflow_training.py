@@ -87,9 +87,16 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
 
         @task
         def validate(ingested: dict) -> dict:
-            from forecastflow import training
+            from airflow.sdk.exceptions import AirflowFailException
 
-            return training.validate(_ctx(), ingested)
+            from forecastflow import training
+            from forecastflow.config import ProblemConfigError
+            from forecastflow.validate import DataValidationError
+
+            try:
+                return training.validate(_ctx(), ingested)
+            except (DataValidationError, ProblemConfigError) as err:
+                raise AirflowFailException(str(err)) from err  # bad data: retrying won't help
 
         @task
         def preprocess(validated: dict) -> dict:

@@ -25,6 +25,7 @@ from forecastflow import storage, tracking
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+EXAMPLE_FORECAST = "model_example/forecast.csv"
 
 
 class ForecastRequestError(ValueError):
@@ -182,9 +183,12 @@ def register(name: str, run_id: str, model_path: Path, meta: dict[str, Any],
             code_paths=[str(Path(forecastflow.__file__).parent)],
             signature=signature, input_example=example,
             pip_requirements=_requirements())
+    mlflow_client = tracking.client()
+    # The forecast for the input example: a fresh process must reproduce it from the registry.
+    tracking.retry(lambda: mlflow_client.log_text(run_id, output.to_csv(index=False),
+                                                  EXAMPLE_FORECAST), "log example forecast")
     version = tracking.retry(lambda: mlflow.register_model(info.model_uri, name, tags=tags),
                              "register model")
-    mlflow_client = tracking.client()
     tracking.retry(lambda: mlflow_client.set_registered_model_alias(
         name, CHALLENGER, version.version), "set alias")
     log.info("model %s: registered version %s from run %s (alias %s)", name, version.version,
