@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo library-demo test install lint bench airflow-ui mlflow-ui clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -21,7 +21,22 @@ $(STAMP): $(BIN)/python requirements.txt constraints.txt pyproject.toml
 install: $(STAMP)
 
 demo: install
+	$(BIN)/forecastflow demo
+
+# The same search, backtest and fit as a plain library run (no Airflow, no MLflow).
+library-demo: install
 	$(BIN)/forecastflow run
+
+STATE ?= $(CURDIR)/.forecastflow
+AIRFLOW_ENV := AIRFLOW_HOME=$(STATE)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	FORECASTFLOW_HOME=$(STATE) PATH=$(CURDIR)/$(BIN):$$PATH
+
+airflow-ui: install
+	$(AIRFLOW_ENV) $(BIN)/airflow standalone
+
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --port 5000
 
 lint: install
 	$(BIN)/ruff check .
@@ -31,6 +46,7 @@ test: install lint
 
 bench: install
 	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .forecastflow .pytest_cache .ruff_cache

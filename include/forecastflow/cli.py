@@ -94,6 +94,101 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def repo_root() -> Path:
+    from forecastflow.config import demo_problems_dir
+
+    return demo_problems_dir().parent.parent
+
+
+def airflow_env() -> dict[str, str]:
+    """Environment for the embedded default: Airflow on SQLite under the state folder, this
+    project's dags/ and plugins/, no example DAGs."""
+    import os
+
+    from forecastflow.storage import state_dir
+
+    env = dict(os.environ)
+    root = repo_root()
+    bin_dir = Path(sys.executable).parent
+    env.setdefault("AIRFLOW_HOME", str(state_dir() / "airflow"))
+    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(root / "dags"))
+    env.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(root / "plugins"))
+    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    env["FORECASTFLOW_HOME"] = str(state_dir())
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the training DAGs of the demo problems with `airflow dags test`."""
+    import subprocess
+
+    env = airflow_env()
+    airflow = str(Path(sys.executable).parent / "airflow")
+    print(f"Airflow home: {env['AIRFLOW_HOME']} (SQLite); MLflow: {tracking_uri_for(env)}",
+          flush=True)
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    failed = []
+    for name in args.problems or list(DEMO_PROBLEMS):
+        print(f"== airflow dags test train_{name} ...", flush=True)
+        log_path = Path(env["AIRFLOW_HOME"]) / f"demo_train_{name}.log"
+        with log_path.open("w") as handle:
+            result = subprocess.run([airflow, "dags", "test", f"train_{name}"], env=env,
+                                    stdout=handle, stderr=subprocess.STDOUT, check=False)
+        status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        print(f"   {status}; log: {log_path}", flush=True)
+        if result.returncode:
+            failed.append(name)
+    cmd_champions(args)
+    print(f"""
+Airflow UI:  make airflow-ui   -> http://localhost:8080  (airflow standalone on this project's
+             DAGs, AIRFLOW_HOME={env['AIRFLOW_HOME']}; it prints the admin password)
+MLflow UI:   make mlflow-ui    -> http://localhost:5000  (store {tracking_uri_for(env)})
+Rollback:    .venv/bin/forecastflow rollback <problem>   (champion back to 'previous')""")
+    return 1 if failed else 0
+
+
+def tracking_uri_for(env: dict[str, str]) -> str:
+    return env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{env['FORECASTFLOW_HOME']}/mlflow.db"
+
+
+def cmd_champions(args: argparse.Namespace) -> int:
+    """Champion version, family and backtest metrics of every problem."""
+    from forecastflow import registry
+
+    print("\nproblem              champion  previous  family             backtest MASE  "
+          "seasonal naive  coverage")
+    for path in problem_files():
+        name = path.stem
+        champion = registry.alias_version(name, registry.CHAMPION)
+        if champion is None:
+            print(f"{name:20s} -         (no champion yet)")
+            continue
+        previous = registry.alias_version(name, registry.PREVIOUS)
+        tags = champion.tags
+
+        def num(key: str, tags: dict = tags) -> str:
+            return f"{float(tags[key]):.3f}" if key in tags else "?"
+
+        print(f"{name:20s} v{champion.version:<8} "
+              f"{'v' + str(previous.version) if previous else '-':9s} "
+              f"{tags.get('family', '?'):18s} {num('backtest_mase'):>13s}  "
+              f"{num('baseline_mase'):>14s}  {num('backtest_coverage'):>8s}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from forecastflow import registry
+
+    try:
+        old, new = registry.rollback(args.problem)
+    except LookupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.problem}: champion moved from v{old} back to v{new}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="forecastflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
@@ -108,6 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--families", nargs="+", default=None, help="only these model families")
     run.add_argument("--json", action="store_true", help="print full JSON summaries")
     run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="run the demo problems' training DAGs with Airflow")
+    demo.add_argument("problems", nargs="*", help=f"problem names (default {DEMO_PROBLEMS})")
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("champions", help="champion model of every problem").set_defaults(
+        func=cmd_champions)
+    back = sub.add_parser("rollback", help="move a problem's champion back to 'previous'")
+    back.add_argument("problem")
+    back.set_defaults(func=cmd_rollback)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
