@@ -65,8 +65,9 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             "families": Param(spec.families, type="array",
                               items={"type": "string", "enum": list(FAMILY_NAMES)},
                               description="Model families to search (declared in the YAML)."),
-            "max_trials": Param(spec.max_trials, type="integer", minimum=1, maximum=500,
-                                description="Search budget: trials per family."),
+            "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=500,
+                                description="Search budget: trials per family (empty: the "
+                                "YAML's budgets)."),
             "backtest_windows": Param(spec.windows, type="integer", minimum=1, maximum=52,
                                       description="Rolling-origin backtest windows."),
             "metric": Param(spec.metric, type="string", enum=list(METRIC_NAMES),

@@ -160,48 +160,61 @@ def data_profile(data: Any) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["series_id", "target"])
 
 
+# Rough relative cost of one trial on one series, to balance the search batches.
+FAMILY_COST = {"naive": 0.01, "seasonal_naive": 0.01, "drift": 0.01, "sarimax": 1.0,
+               "varmax": 3.0, "gradient_boosting": 0.3}
+
+
 def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
-    """Trials, dealt round-robin into at most ``parallelism`` batches (one mapped task each)."""
-    from forecastflow.search import plan_trials
+    """Work items (a trial, and for local models on panels a slice of the series) dealt into
+    at most ``parallelism`` balanced batches: one mapped search task per batch, never one
+    task per series x trial."""
+    from forecastflow.search import batches, plan_trials
 
     problem = effective_problem(ctx)
     params = ctx.get("params") or {}
-    families = params.get("families") or None
-    trials = plan_trials(problem, families, params.get("max_trials") or None)
-    n_batches = max(1, min(len(trials), int(params.get("parallelism") or 4)))
-    batches = [{"batch": i, "trials": []} for i in range(n_batches)]
-    for i, trial in enumerate(trials):
-        batches[i % n_batches]["trials"].append(trial.to_dict())
-    log.info("planned %d trial(s) in %d batch(es): %s", len(trials), n_batches,
-             sorted({t.family for t in trials}))
-    tracking.log_run(validated["parent_run_id"], params={"n_trials": len(trials),
-                                                         "families": sorted({
-                                                             t.family for t in trials})})
-    return batches
+    trials = plan_trials(problem, params.get("families") or None,
+                         params.get("max_trials") or None)
+    n_batches = max(1, int(params.get("parallelism") or 4))
+    series = storage.read_frame(validated["data"]).index
+    ids = (list(series.get_level_values(0).unique()) if isinstance(series, pd.MultiIndex)
+           else [])
+    items = []
+    for trial in trials:
+        global_model = trial.family == "gradient_boosting" and trial.params.get(
+            "global_model", True)
+        if ids and not global_model:
+            size = math.ceil(len(ids) / n_batches)
+            chunks: list[list[str] | None] = list(batches(ids, size))
+        else:
+            chunks = [None]
+        for chunk in chunks:
+            cost = FAMILY_COST.get(trial.family, 1.0) * (len(chunk) if chunk else max(
+                len(ids), 1))
+            items.append({"trial": trial.to_dict(), "series_ids": chunk, "cost": cost})
+    # Longest processing time first: each item goes to the least loaded batch.
+    loads = [0.0] * min(n_batches, len(items))
+    planned = [{"batch": i, "items": []} for i in range(len(loads))]
+    for item in sorted(items, key=lambda it: -it["cost"]):
+        target = loads.index(min(loads))
+        planned[target]["items"].append(item)
+        loads[target] += item["cost"]
+    log.info("planned %d trial(s) as %d work item(s) in %d batch(es): %s", len(trials),
+             len(items), len(planned), sorted({t.family for t in trials}))
+    tracking.log_run(validated["parent_run_id"], params={
+        "n_trials": len(trials), "families": sorted({t.family for t in trials})})
+    return planned
 
 
 def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-    """Backtest one batch of trials; one MLflow child run per trial."""
+    """Backtest one batch of work items (trial, series slice)."""
+    from forecastflow.data import SeriesData
     from forecastflow.search import run_trial
 
     problem = effective_problem(ctx)
-    parent = validated["parent_run_id"]
-    results = []
-    for trial in batch["trials"]:
-        result = run_trial(trial, validated["data"], problem)
-        results.append(result.to_dict())
-        child = tracking.find_or_create_run(
-            problem.name, {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
-            run_name=result.trial.trial_id, parent_run_id=parent,
-            tags={"family": result.trial.family, "forecastflow.role": "trial"})
-        tracking.log_run(child, params={"family": result.trial.family,
-                                        "transform": result.trial.transform,
-                                        **result.trial.params},
-                         metrics={**tracking.metric_names(result.metrics),
-                                  "failed_windows": result.n_failed_windows,
-                                  "fit_seconds_total": result.seconds},
-                         tags={"status": result.status, "error": result.error},
-                         status="FINISHED" if result.status == "ok" else "FAILED")
+    data = SeriesData.load(validated["data"])
+    results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"]).to_dict()
+               for item in batch["items"]]
     path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
     return {"results": str(path), "n": len(results)}
 
@@ -209,12 +222,13 @@ def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> di
 def select(ctx: Context, validated: dict[str, Any],
            searched: list[dict[str, Any]]) -> dict[str, Any]:
     """Best trial per family, then the best family."""
-    from forecastflow.search import TrialResult
+    from forecastflow.search import TrialResult, combine
     from forecastflow.search import select as choose
 
     problem = effective_problem(ctx)
-    results = [TrialResult.from_dict(r) for s in searched for r in storage.read_json(
-        s["results"])]
+    results = combine([TrialResult.from_dict(r) for s in searched
+                       for r in storage.read_json(s["results"])])
+    log_trials(ctx, validated["parent_run_id"], results)
     selection = choose(results, problem.metric, problem.coverage)
     best = selection.best
     per_family = {f: r.metrics[problem.metric] for f, r in selection.per_family.items()}
@@ -226,6 +240,24 @@ def select(ctx: Context, validated: dict[str, Any],
         "per_family_best": json.dumps(per_family)})
     return {"trial": best.trial.to_dict(), "metrics": best.metrics,
             "per_family": per_family}
+
+
+def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
+    """One MLflow child run per trial, with the metric names shared by all families."""
+    for result in results:
+        child = tracking.find_or_create_run(
+            ctx["problem"], {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
+            run_name=result.trial.trial_id, parent_run_id=parent,
+            tags={"family": result.trial.family, "forecastflow.role": "trial"})
+        tracking.log_run(child, params={"family": result.trial.family,
+                                        "transform": result.trial.transform,
+                                        **result.trial.params},
+                         metrics={**tracking.metric_names(result.metrics),
+                                  "failed_windows": result.n_failed_windows,
+                                  "search_seconds": result.seconds},
+                         tags={"status": result.status, "error": result.error,
+                               "n_series": str(result.n_series)},
+                         status="FINISHED" if result.status == "ok" else "FAILED")
 
 
 def fit(ctx: Context, validated: dict[str, Any], selected: dict[str, Any]) -> dict[str, Any]:
