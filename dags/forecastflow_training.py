@@ -22,6 +22,7 @@ from airflow.sdk import Asset, Param, dag, get_current_context, task
 
 from forecastflow.dagspec import FAMILY_NAMES, METRIC_NAMES, DagSpec, discover
 
+LINK_KEY = "_link_MLflowRunLink"  # plugins/forecastflow_links.py reads it
 DEFAULT_ARGS = {"owner": "forecastflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
@@ -40,6 +41,16 @@ def _ctx() -> dict:
         problem=context["params"]["problem"], dag_id=run.dag_id, run_id=run.run_id,
         cutoff=cutoff, logical_date=context.get("logical_date") or run.run_after,
         params=dict(context["params"]))
+
+
+def _link(result: dict) -> dict:
+    """Push the MLflow parent-run URL for the plugin's "MLflow run" button."""
+    from forecastflow import tracking
+
+    run_id = result.get("parent_run_id")
+    if run_id:
+        get_current_context()["ti"].xcom_push(key=LINK_KEY, value=tracking.run_url(run_id))
+    return result
 
 
 def build(spec: DagSpec):  # noqa: ANN201 - a DAG
@@ -84,7 +95,7 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
         def ingest() -> dict:
             from forecastflow import training
 
-            return training.ingest(_ctx())
+            return _link(training.ingest(_ctx()))
 
         @task
         def validate(ingested: dict) -> dict:
@@ -95,7 +106,7 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             from forecastflow.validate import DataValidationError
 
             try:
-                return training.validate(_ctx(), ingested)
+                return _link(training.validate(_ctx(), ingested))
             except (DataValidationError, ProblemConfigError) as err:
                 raise AirflowFailException(str(err)) from err  # bad data: retrying won't help
 
@@ -103,48 +114,56 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
         def preprocess(validated: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.preprocess(_ctx(), validated)
 
         @task
         def plan_trials(validated: dict, profile: dict) -> list[dict]:
             from forecastflow import training
 
+            _link(validated)
             return training.plan(_ctx(), validated)
 
         @task(max_active_tis_per_dagrun=4)
         def search(validated: dict, batch: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.search(_ctx(), validated, batch)
 
         @task
         def select(validated: dict, searched: list) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.select(_ctx(), validated, list(searched))
 
         @task
         def fit(validated: dict, selected: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.fit(_ctx(), validated, selected)
 
         @task
         def evaluate(validated: dict, selected: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.evaluate(_ctx(), validated, selected)
 
         @task
         def register(validated: dict, selected: dict, fitted: dict, evaluated: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.register(_ctx(), validated, selected, fitted, evaluated)
 
         @task
         def promote(validated: dict, evaluated: dict, registered: dict) -> dict:
             from forecastflow import training
 
+            _link(validated)
             return training.promote(_ctx(), validated, evaluated, registered)
 
         @task.short_circuit

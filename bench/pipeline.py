@@ -1,0 +1,166 @@
+"""Pipeline benchmark: one training DAG run against the same work in a plain serial loop,
+and the DAG file's parse time.
+
+The DAG run is real: ``airflow standalone`` (scheduler, API server, LocalExecutor on SQLite)
+in a temporary AIRFLOW_HOME on a loopback port, the DAG triggered from the CLI, its duration
+read from the run record. The serial loop runs the same stages with the library only: read,
+validate, every trial's backtest, select, fit, evaluate. Targets (2 cores): ratio <= 0.75;
+parse <= 0.5 s per file.
+
+    .venv/bin/python bench/pipeline.py [--problem shop_sales] [--port 18080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+PARSE = """
+import importlib.util, json, sys, time
+import airflow.sdk  # the DAG processor has Airflow loaded already
+times = []
+for i in range(5):
+    spec = importlib.util.spec_from_file_location(f"dagfile{i}", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    start = time.perf_counter()
+    spec.loader.exec_module(module)
+    times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def parse_times(env: dict) -> dict[str, dict[str, float]]:
+    out = {}
+    for path in sorted((ROOT / "dags").glob("*.py")):
+        result = subprocess.run([sys.executable, "-c", PARSE, str(path)], env=env,
+                                capture_output=True, text=True, check=True)
+        times = json.loads(result.stdout.strip().splitlines()[-1])
+        out[path.name] = {"first": times[0], "median": statistics.median(times)}
+    return out
+
+
+def serial_seconds(problem_name: str) -> float:
+    """The DAG's work as a plain loop (no Airflow, no MLflow)."""
+    from forecastflow.backtest import BacktestSpec, backtest
+    from forecastflow.config import find_problem
+    from forecastflow.ingest import read_source
+    from forecastflow.search import baseline_trial, plan_trials, run_trial, select
+    from forecastflow.validate import validate
+
+    start = time.perf_counter()
+    problem = find_problem(problem_name)
+    data = validate(read_source(problem.source), problem)
+    results = [run_trial(t, data, problem) for t in plan_trials(problem)]
+    best = select(results, problem.metric, problem.coverage).best.trial
+    best.build(problem, data.season).fit(data.y, data.X)
+    spec = BacktestSpec.from_problem(problem, data.season)
+    backtest(best.build(problem, data.season), data, spec)
+    backtest(baseline_trial(problem).build(problem, data.season), data, spec)
+    return time.perf_counter() - start
+
+
+def airflow(env: dict, *args: str, check: bool = True) -> str:
+    result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True,
+                            text=True, check=False)
+    if check and result.returncode:
+        raise RuntimeError(f"airflow {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return result.stdout
+
+
+def dag_seconds(problem: str, env: dict, port: int, timeout: float = 1200) -> dict:
+    airflow(env, "db", "migrate")
+    log_path = Path(env["AIRFLOW_HOME"]) / "standalone.log"
+    dag_id = f"train_{problem}"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health",
+                                           timeout=2)
+                    if dag_id in airflow(env, "dags", "list", "-o", "plain", check=False):
+                        break
+                except OSError:
+                    pass
+                time.sleep(2)
+            else:
+                raise RuntimeError(f"standalone did not come up; see {log_path}")
+            airflow(env, "dags", "unpause", dag_id)
+            airflow(env, "dags", "trigger", dag_id)
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                runs = json.loads(airflow(env, "dags", "list-runs", dag_id, "-o", "json")
+                                  or "[]")
+                if runs and runs[0]["state"] in ("success", "failed"):
+                    run = runs[0]
+                    break
+                time.sleep(2)
+            else:
+                raise RuntimeError(f"{dag_id} did not finish in {timeout}s")
+            start = datetime.fromisoformat(run["start_date"])
+            end = datetime.fromisoformat(run["end_date"])
+            return {"state": run["state"], "seconds": (end - start).total_seconds()}
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--problem", default="shop_sales")
+    parser.add_argument("--port", type=int, default=18080)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    warnings.simplefilter("ignore")
+    home = Path(tempfile.mkdtemp(prefix="ff-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW"))}
+    env.update({
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(os.cpu_count() or 2),
+        "AIRFLOW__API__PORT": str(args.port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{args.port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
+            f"http://127.0.0.1:{args.port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "FORECASTFLOW_HOME": str(home / "state"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
+    for name, t in parse_times(env).items():
+        print(f"parse {name}: first {t['first']:.3f}s, median of 5 {t['median']:.3f}s "
+              f"(target <= 0.5 s)", flush=True)
+    serial = serial_seconds(args.problem)
+    print(f"serial loop ({args.problem}): {serial:.1f}s", flush=True)
+    dag = dag_seconds(args.problem, env, args.port)
+    print(f"DAG run train_{args.problem} ({dag['state']}, LocalExecutor, "
+          f"{env['AIRFLOW__CORE__PARALLELISM']} slots): {dag['seconds']:.1f}s", flush=True)
+    print(f"ratio DAG / serial: {dag['seconds'] / serial:.2f} (target <= 0.75)")
+    return 0 if dag["state"] == "success" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Airflow plugin: an "MLflow run" button on every ForecastFlow training task.
+
+The training tasks push the URL of their DAG run's MLflow parent run to XCom under this link's
+key (see ``forecastflow.training.link_xcom``); the link reads it back. The MLflow UI address is
+``FORECASTFLOW_MLFLOW_UI`` (default http://localhost:5000).
+"""
+
+from __future__ import annotations
+
+from airflow.plugins_manager import AirflowPlugin
+from airflow.sdk import BaseOperatorLink
+
+LINK_KEY = "_link_MLflowRunLink"
+
+
+class MLflowRunLink(BaseOperatorLink):
+    name = "MLflow run"
+
+    @property
+    def xcom_key(self) -> str:
+        return LINK_KEY
+
+    def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value = XCom.get_value(ti_key=ti_key, key=LINK_KEY)
+        return value if isinstance(value, str) else ""
+
+
+class ForecastflowPlugin(AirflowPlugin):
+    name = "forecastflow"
+    global_operator_extra_links = [MLflowRunLink()]
