@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from forecastflow.backtest import BacktestSpec, backtest
 from forecastflow.config import (
@@ -151,7 +152,8 @@ def baseline_trial(problem: ProblemConfig) -> Trial:
 def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLike[str],
               problem: ProblemConfig | dict[str, Any],
               series_ids: list[str] | None = None, windows: int | None = None,
-              horizon: int | None = None) -> TrialResult:
+              horizon: int | None = None,
+              predictions_path: str | os.PathLike[str] | None = None) -> TrialResult:
     """Backtest one trial on ``data`` (a :class:`SeriesData` or the path it was saved to),
     optionally on a batch of ``series_ids`` of a panel. ``trial`` and ``problem`` may be
     the plain dicts of ``Trial.to_dict()`` and ``ProblemConfig.model_dump()``."""
@@ -174,8 +176,15 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
     log.info("trial %s %s: %s in %.1fs, %s=%.4f%s", trial.trial_id, trial.params, status,
              seconds, problem.metric, result.metrics()[problem.metric],
              f" ({result.n_failed} window(s) failed)" if result.n_failed else "")
+    extra = {}
+    if predictions_path is not None and not result.predictions.empty:
+        # Every window's forecasts against actuals, so the winner need not be backtested again.
+        from forecastflow import storage
+
+        extra["predictions"] = [str(storage.write_frame(result.predictions, predictions_path))]
     return TrialResult(trial, result.metrics(), windows_records, status, seconds,
-                       n_series=max(len(data.series_ids), 1), error="; ".join(errors)[:1000])
+                       n_series=max(len(data.series_ids), 1), error="; ".join(errors)[:1000],
+                       extra=extra)
 
 
 def combine(results: list[TrialResult]) -> list[TrialResult]:
@@ -196,11 +205,14 @@ def combine(results: list[TrialResult]) -> list[TrialResult]:
             ok = np.isfinite(vals)
             metrics[m] = float(np.average(vals[ok], weights=weights[ok])) if ok.any() else (
                 float("nan"))
-        windows = [dict(w, batch=i) for i, p in enumerate(parts) for w in p.windows]
+        windows = [dict(w, batch=i, n_series=p.n_series) for i, p in enumerate(parts)
+                   for w in p.windows]
+        predictions = [path for p in parts for path in p.extra.get("predictions", [])]
         status = "ok" if any(p.status == "ok" for p in parts) else "failed"
         merged.append(TrialResult(parts[0].trial, metrics, windows, status,
                                   sum(p.seconds for p in parts), int(weights.sum()),
-                                  "; ".join(p.error for p in parts if p.error)[:1000]))
+                                  "; ".join(p.error for p in parts if p.error)[:1000],
+                                  {"predictions": predictions} if predictions else {}))
     return merged
 
 
@@ -229,6 +241,31 @@ def select(results: list[TrialResult], metric: str, coverage: float = 0.9) -> Se
     for res in ranking:
         per_family.setdefault(res.trial.family, res)
     return Selection(ranking[0], per_family, ranking)
+
+
+def window_table(result: TrialResult) -> pd.DataFrame:
+    """One row per backtest window; series batches of a trial are merged (metrics weighted by
+    their number of series, seconds summed, failed if any batch failed)."""
+    table = pd.DataFrame(result.windows)
+    if "batch" not in table:
+        return table
+    weights = table["n_series"].astype(float)
+    rows = []
+    for window, part in table.groupby("window", sort=True):
+        w = weights.loc[part.index]
+        row = {"window": window, "cutoff": part["cutoff"].iloc[0],
+               "train_length": part["train_length"].iloc[0],
+               "fit_seconds": part["fit_seconds"].sum(),
+               "predict_seconds": part["predict_seconds"].sum()}
+        for m in METRICS:
+            ok = part[m].notna()
+            row[m] = float(np.average(part[m][ok], weights=w[ok])) if ok.any() else np.nan
+        row["status"] = "ok" if (part["status"] == "ok").all() else "failed"
+        row["error"] = "; ".join(e for e in part["error"] if e)
+        row["converged"] = bool(part["converged"].all())
+        row["warnings"] = "; ".join(x for x in part["warnings"] if x)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:

@@ -213,8 +213,11 @@ def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> di
 
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
-    results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"]).to_dict()
-               for item in batch["items"]]
+    folder = run_dir(ctx) / "search"
+    results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"],
+                         predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet"
+                         ).to_dict()
+               for i, item in enumerate(batch["items"])]
     path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
     return {"results": str(path), "n": len(results)}
 
@@ -222,7 +225,7 @@ def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> di
 def select(ctx: Context, validated: dict[str, Any],
            searched: list[dict[str, Any]]) -> dict[str, Any]:
     """Best trial per family, then the best family."""
-    from forecastflow.search import TrialResult, combine
+    from forecastflow.search import TrialResult, combine, window_table
     from forecastflow.search import select as choose
 
     problem = effective_problem(ctx)
@@ -239,7 +242,8 @@ def select(ctx: Context, validated: dict[str, Any],
         "selected_params": json.dumps(best.trial.params),
         "per_family_best": json.dumps(per_family)})
     return {"trial": best.trial.to_dict(), "metrics": best.metrics,
-            "per_family": per_family}
+            "per_family": per_family, "windows": window_table(best).to_dict("records"),
+            "predictions": best.extra.get("predictions", [])}
 
 
 def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
@@ -278,7 +282,7 @@ def fit(ctx: Context, validated: dict[str, Any], selected: dict[str, Any]) -> di
 def evaluate(ctx: Context, validated: dict[str, Any],
              selected: dict[str, Any]) -> dict[str, Any]:
     """Backtest the winner and seasonal naive on the same windows; log tables and plots."""
-    from forecastflow.backtest import BacktestSpec, backtest
+    from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
     from forecastflow.data import SeriesData
     from forecastflow.plots import plot_backtest
     from forecastflow.search import Trial, baseline_trial
@@ -287,7 +291,12 @@ def evaluate(ctx: Context, validated: dict[str, Any],
     data = SeriesData.load(validated["data"])
     spec = BacktestSpec.from_problem(problem, data.season)
     trial = Trial.from_dict(selected["trial"])
-    result = backtest(trial.build(problem, data.season), data, spec)
+    if selected.get("predictions"):
+        # The search already backtested the winner on these windows: reuse its forecasts.
+        result = BacktestResult(pd.DataFrame(selected["windows"]), pd.concat(
+            [storage.read_frame(p) for p in selected["predictions"]], ignore_index=True))
+    else:
+        result = backtest(trial.build(problem, data.season), data, spec)
     baseline = backtest(baseline_trial(problem).build(problem, data.season), data, spec)
     folder = run_dir(ctx) / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)

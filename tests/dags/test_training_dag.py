@@ -102,6 +102,13 @@ def test_train_promote_gate_and_bad_input(setup):
         assert tags.get(key), key
     assert tags["family"] == "sarimax" and tags["promotion"].startswith("promoted")
     assert asset_events(setup["db"]) == 1
+    # The plugin's "MLflow run" link: every training task after ingest stores the run URL.
+    with sqlite3.connect(setup["db"]) as conn:
+        links = dict(conn.execute("select task_id, value from xcom where key = "
+                                  "'_link_MLflowRunLink'").fetchall())
+    assert {"ingest", "validate", "search", "register", "promote"} <= set(links)
+    assert all("/#/experiments/" in json.loads(v) and "/runs/" in json.loads(v)
+               for v in links.values())
 
     # A worse challenger (naive only) is registered but not promoted; the run is green.
     second = dags_test(env, f"train_{NAME}", "2026-02-01", conf={"families": ["naive"]})
