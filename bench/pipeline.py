@@ -4,7 +4,8 @@ and the DAG file's parse time.
 The DAG run is real: ``airflow standalone`` (scheduler, API server, LocalExecutor on SQLite)
 in a temporary AIRFLOW_HOME on a loopback port, the DAG triggered from the CLI, its duration
 read from the run record. The serial loop runs the same stages with the library only: read,
-validate, every trial's backtest, select, fit, evaluate. Targets (2 cores): ratio <= 0.75;
+validate, every trial's backtest, select, fit, seasonal naive on the same windows (no MLflow
+logging, no registry: the DAG's extra work counts against it). Targets (2 cores): ratio <= 0.75;
 parse <= 0.5 s per file.
 
     .venv/bin/python bench/pipeline.py [--problem shop_sales] [--port 18080]
@@ -55,6 +56,25 @@ def parse_times(env: dict) -> dict[str, dict[str, float]]:
     return out
 
 
+def bench_problem(name: str, windows: int, folder: Path) -> str:
+    """A copy of a shipped problem with more backtest windows and a wider SARIMAX grid, so
+    the search dominates the fixed per-task costs as in real workloads."""
+    import yaml
+
+    from forecastflow.config import demo_problems_dir
+
+    data = yaml.safe_load((demo_problems_dir() / f"{name}.yaml").read_text())
+    data["name"] = f"bench_{name}"
+    data["backtest"] = {**data.get("backtest", {}), "windows": windows}
+    for spec in data["models"]:
+        if spec["family"] == "sarimax":
+            spec["search"] = {**spec.get("search", {}),
+                              "order": [[0, 1, 1], [1, 1, 0], [1, 1, 1]]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"bench_{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return data["name"]
+
+
 def serial_seconds(problem_name: str) -> float:
     """The DAG's work as a plain loop (no Airflow, no MLflow)."""
     from forecastflow.backtest import BacktestSpec, backtest
@@ -66,11 +86,12 @@ def serial_seconds(problem_name: str) -> float:
     start = time.perf_counter()
     problem = find_problem(problem_name)
     data = validate(read_source(problem.source), problem)
+    # Like the DAG: every trial's backtest (its forecasts kept for the winner's plots), select,
+    # fit the winner, backtest seasonal naive on the same windows.
     results = [run_trial(t, data, problem) for t in plan_trials(problem)]
     best = select(results, problem.metric, problem.coverage).best.trial
     best.build(problem, data.season).fit(data.y, data.X)
     spec = BacktestSpec.from_problem(problem, data.season)
-    backtest(best.build(problem, data.season), data, spec)
     backtest(baseline_trial(problem).build(problem, data.season), data, spec)
     return time.perf_counter() - start
 
@@ -103,8 +124,9 @@ def dag_seconds(problem: str, env: dict, port: int, timeout: float = 1200) -> di
                 time.sleep(2)
             else:
                 raise RuntimeError(f"standalone did not come up; see {log_path}")
+            # Unpausing starts the latest scheduled interval (catchup is off): one run, no
+            # champion yet, the same work as the serial loop plus tracking and registry.
             airflow(env, "dags", "unpause", dag_id)
-            airflow(env, "dags", "trigger", dag_id)
             # Poll the SQLite metadata read-only and rarely: an `airflow` CLI call per poll
             # would take a core away from the run being measured.
             db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
@@ -133,6 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--problem", default="shop_sales")
     parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--windows", type=int, default=8, help="backtest windows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     warnings.simplefilter("ignore")
@@ -156,13 +179,18 @@ def main() -> int:
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     })
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
+    env["FORECASTFLOW_PROBLEMS_DIR"] = str(home / "problems")
+    os.environ["FORECASTFLOW_PROBLEMS_DIR"] = env["FORECASTFLOW_PROBLEMS_DIR"]
+    problem = bench_problem(args.problem, args.windows, home / "problems")
+    print(f"problem {problem}: {args.problem} with {args.windows} backtest windows and a "
+          "3-order SARIMAX grid", flush=True)
     for name, t in parse_times(env).items():
         print(f"parse {name}: first {t['first']:.3f}s, median of 5 {t['median']:.3f}s "
               f"(target <= 0.5 s)", flush=True)
-    serial = serial_seconds(args.problem)
-    print(f"serial loop ({args.problem}): {serial:.1f}s", flush=True)
-    dag = dag_seconds(args.problem, env, args.port)
-    print(f"DAG run train_{args.problem} ({dag['state']}, LocalExecutor, "
+    serial = serial_seconds(problem)
+    print(f"serial loop ({problem}): {serial:.1f}s", flush=True)
+    dag = dag_seconds(problem, env, args.port)
+    print(f"DAG run train_{problem} ({dag['state']}, LocalExecutor, "
           f"{env['AIRFLOW__CORE__PARALLELISM']} slots): {dag['seconds']:.1f}s", flush=True)
     print(f"ratio DAG / serial: {dag['seconds'] / serial:.2f} (target <= 0.75)")
     return 0 if dag["state"] == "success" else 1

@@ -77,7 +77,10 @@ def experiment_id(problem: str) -> str:
         return found.experiment_id
     from mlflow.exceptions import MlflowException
 
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else f"{artifact_root()}/{problem}"
+    # Without a tracking server to hold artifacts, keep them in the state folder (MLflow's
+    # default would be ./mlruns under whatever directory the worker runs in).
+    local_store = not tracking_uri().startswith(("http://", "https://", "databricks"))
+    location = f"{artifact_root()}/{problem}" if local_store else None
     try:
         return retry(lambda: mlflow_client.create_experiment(
             name, artifact_location=location, tags={"forecastflow.problem": problem}),
