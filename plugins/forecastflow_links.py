@@ -21,10 +21,12 @@ class MLflowRunLink(BaseOperatorLink):
         return LINK_KEY
 
     def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001
-        from airflow.sdk.execution_time.xcom import XCom
+        # Called by the API server, which reads XCom from the metadata DB (the task SDK's
+        # XCom client only works inside a running task).
+        from airflow.serialization.definitions.operatorlink import XComOperatorLink
 
-        value = XCom.get_value(ti_key=ti_key, key=LINK_KEY)
-        return value if isinstance(value, str) else ""
+        return XComOperatorLink(name=self.name, xcom_key=LINK_KEY).get_link(operator,
+                                                                           ti_key=ti_key)
 
 
 class ForecastflowPlugin(AirflowPlugin):

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from forecastflow.datasets import load_dataset
-from tests.dags.conftest import BIN, base_env, dags_test
+from tests.dags.conftest import BIN, ROOT, base_env, dags_test
 
 NAME = "airline_dag"
 PROBLEM = {
@@ -109,6 +109,22 @@ def test_train_promote_gate_and_bad_input(setup):
     assert {"ingest", "validate", "search", "register", "promote"} <= set(links)
     assert all("/#/experiments/" in json.loads(v) and "/runs/" in json.loads(v)
                for v in links.values())
+    # ... and the plugin resolves it the way the API server does (from the metadata DB).
+    with sqlite3.connect(setup["db"]) as conn:
+        (run_id,) = conn.execute("select run_id from dag_run").fetchone()
+    code = f"""
+import importlib.util
+from airflow.models.taskinstancekey import TaskInstanceKey
+spec = importlib.util.spec_from_file_location("links", "{ROOT / 'plugins/forecastflow_links.py'}")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+key = TaskInstanceKey("train_{NAME}", "register", "{run_id}", 1, -1)
+print(module.MLflowRunLink().get_link(None, ti_key=key))
+"""
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == json.loads(links["register"])
 
     # A worse challenger (naive only) is registered but not promoted; the run is green.
     second = dags_test(env, f"train_{NAME}", "2026-02-01", conf={"families": ["naive"]})
