@@ -25,6 +25,7 @@ from forecastflow.search import (
     plan_trials,
     run_trial,
     select,
+    window_table,
 )
 from forecastflow.validate import validate
 
@@ -99,7 +100,10 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     selection = select(results, problem.metric, problem.coverage)
     baseline = run_trial(baseline_trial(problem), data, problem)
     best = selection.best
-    evaluation = evaluate_trial(best.trial, data, problem)
+    # The search already backtested the winner: reuse its windows and forecasts.
+    evaluation = (evaluate_trial(best.trial, data, problem) if best.predictions is None else
+                  BacktestResult(window_table(best).assign(
+                      cutoff=lambda t: pd.to_datetime(t["cutoff"])), best.predictions))
     model = fit_final(best.trial, data, problem)
     # Without known future exog, the demo forecast holds them at their last values.
     future = hold_last_exog(data.X, data.freq, problem.horizon) if model.exog_ else None

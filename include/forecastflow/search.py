@@ -73,6 +73,8 @@ class TrialResult:
     n_series: int = 1
     error: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Every window's forecasts against actuals, kept in memory (not serialized).
+    predictions: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_failed_windows(self) -> int:
@@ -184,7 +186,7 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
         extra["predictions"] = [str(storage.write_frame(result.predictions, predictions_path))]
     return TrialResult(trial, result.metrics(), windows_records, status, seconds,
                        n_series=max(len(data.series_ids), 1), error="; ".join(errors)[:1000],
-                       extra=extra)
+                       extra=extra, predictions=result.predictions)
 
 
 def combine(results: list[TrialResult]) -> list[TrialResult]:
@@ -212,8 +214,15 @@ def combine(results: list[TrialResult]) -> list[TrialResult]:
         merged.append(TrialResult(parts[0].trial, metrics, windows, status,
                                   sum(p.seconds for p in parts), int(weights.sum()),
                                   "; ".join(p.error for p in parts if p.error)[:1000],
-                                  {"predictions": predictions} if predictions else {}))
+                                  {"predictions": predictions} if predictions else {},
+                                  _concat([p.predictions for p in parts])))
     return merged
+
+
+def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+    if any(f is None for f in frames):
+        return None
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass

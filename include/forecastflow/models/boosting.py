@@ -33,7 +33,6 @@ class _Series:
     positions: np.ndarray  # season position of each timestamp
     exog: np.ndarray | None
     scale: float
-    last_position_ordinal: int
 
 
 def lag_features(u: np.ndarray, rows: np.ndarray, lags: np.ndarray,
@@ -134,7 +133,7 @@ class GradientBoosting(Forecaster):
             ordinals = period_ordinals(pd.DatetimeIndex(frame.index), self.freq_)
             out[sid] = _Series(values, ordinals % self.m_,
                                None if X is None else xgroups[sid].to_numpy(dtype=float),
-                               scale if scale > 0 else 1.0, int(ordinals[-1]))
+                               scale if scale > 0 else 1.0)
         return out
 
     def _transformed(self, s: _Series) -> np.ndarray:
@@ -197,8 +196,8 @@ class GradientBoosting(Forecaster):
         self.widths_ = self._calibrate(series)
         # Keep only the tails needed to continue the recursion.
         keep = self._need + self.d_ + 1
-        self.series_ = {sid: _Series(s.values[-keep:], s.positions[-keep:], None, s.scale,
-                                     s.last_position_ordinal) for sid, s in series.items()}
+        self.series_ = {sid: _Series(s.values[-keep:], s.positions[-keep:], None, s.scale)
+                        for sid, s in series.items()}
         self.fit_info_ = {"converged": True, "warnings": [], "rows": len(target)}
 
     def _calibrate(self, series: dict[str, _Series]) -> np.ndarray:
