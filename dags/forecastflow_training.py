@@ -18,29 +18,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from forecastflow.dagspec import FAMILY_NAMES, METRIC_NAMES, DagSpec, discover
+from forecastflow.dagspec import FAMILY_NAMES, METRIC_NAMES, DagSpec, champion_asset, discover
 
 LINK_KEY = "_link_MLflowRunLink"  # plugins/forecastflow_links.py reads it
 DEFAULT_ARGS = {"owner": "forecastflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 
-def champion_asset(name: str) -> Asset:
-    return Asset(name=f"forecastflow_{name}_champion", uri=f"x-forecastflow://champion/{name}")
-
-
 def _ctx() -> dict:
     from forecastflow import training
 
-    context = get_current_context()
-    run = context["dag_run"]
-    cutoff = (context.get("data_interval_end") or context.get("logical_date")
-              or run.run_after)
-    return training.run_context(
-        problem=context["params"]["problem"], dag_id=run.dag_id, run_id=run.run_id,
-        cutoff=cutoff, logical_date=context.get("logical_date") or run.run_after,
-        params=dict(context["params"]))
+    return training.from_airflow()
 
 
 def _link(result: dict) -> dict:

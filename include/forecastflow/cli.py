@@ -189,6 +189,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The REST API on the champions (FastAPI + uvicorn)."""
+    from forecastflow.serve import serve
+
+    serve(host=args.host, port=args.port, poll_seconds=args.poll_seconds,
+          problems=args.problems or None, cache_size=args.cache_size)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="forecastflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
@@ -211,6 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("rollback", help="move a problem's champion back to 'previous'")
     back.add_argument("problem")
     back.set_defaults(func=cmd_rollback)
+    srv = sub.add_parser("serve", help="REST API on every problem's champion (docs at /docs)")
+    srv.add_argument("problems", nargs="*", help="problems to serve (default: all)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--poll-seconds", type=float, default=10.0,
+                     help="how often to check the registry for a moved champion alias")
+    srv.add_argument("--cache-size", type=int, default=1024,
+                     help="identical requests answered from memory (0: off)")
+    srv.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -121,6 +121,14 @@ class PromotionConfig(_Strict):
     first_must_beat_baseline: bool = True
 
 
+class MonitoringConfig(_Strict):
+    """Realized accuracy of the stored forecasts: retrain when the realized MASE of the
+    current champion exceeds ``max_mase`` over at least ``min_points`` forecast points."""
+
+    max_mase: float | None = Field(default=1.5, gt=0.0)
+    min_points: int = Field(default=1, ge=1)
+
+
 class ProblemConfig(_Strict):
     """A forecasting problem as declared in YAML."""
 
@@ -143,6 +151,7 @@ class ProblemConfig(_Strict):
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     metric: MetricName = "mase"
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     coverage: float = Field(default=0.9, gt=0.0, lt=1.0)
     schedule: str | None = "@daily"
     max_trials: int = Field(default=20, ge=1)

@@ -20,6 +20,26 @@ log = logging.getLogger(__name__)
 
 FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting")
 METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
+CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
+                "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}
+
+
+def champion_asset_uri(name: str) -> str:
+    """The Airflow Asset a problem's training DAG updates when its champion changes."""
+    return f"x-forecastflow://champion/{name}"
+
+
+def champion_asset(name: str):  # noqa: ANN201 - an airflow.sdk.Asset
+    from airflow.sdk import Asset
+
+    return Asset(name=f"forecastflow_{name}_champion", uri=champion_asset_uri(name))
+
+
+def cron_of(schedule: str | None) -> str | None:
+    """A 5-field cron expression for a schedule preset or cron string (None: unscheduled)."""
+    if schedule in (None, "@once"):
+        return None
+    return CRON_PRESETS.get(schedule, schedule)
 
 
 @dataclass(frozen=True)

@@ -2,34 +2,32 @@
 alias (``challenger``, ``champion``, ``previous``; never stages) and rollback.
 
 Pyfunc contract (``mlflow.pyfunc.load_model("models:/<problem>@champion").predict(df)``):
-
-- input: a DataFrame with a ``horizon`` column (the same positive integer on every row; at
-  most the problem's ``max_horizon``). Exogenous models need one row per future step carrying
-  the exog columns (panels: one row per step and series, with ``series_id``). For panels an
-  optional ``series_id`` column selects the series wanted (default all).
-- output: long format, one row per series, target and timestamp: ``series_id`` (panels),
-  ``target``, ``date``, ``step``, ``forecast``, ``lower``, ``upper``.
+see :mod:`forecastflow.contract`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from forecastflow import storage, tracking
+from forecastflow.contract import (  # noqa: F401 - re-exported
+    ForecastRequestError,
+    predict_frame,
+    request_example,
+)
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 EXAMPLE_FORECAST = "model_example/forecast.csv"
-
-
-class ForecastRequestError(ValueError):
-    """A pyfunc input that breaks the contract; the message names the column or value."""
 
 
 def _pyfunc_base() -> type:
@@ -49,101 +47,6 @@ class ForecastModel(_pyfunc_base()):
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         return predict_frame(self.model, self.meta, model_input)
-
-
-def predict_frame(model: Any, meta: dict[str, Any], request: pd.DataFrame) -> pd.DataFrame:
-    """Validate a request frame and return the long-format forecast."""
-    from forecastflow.data import SERIES
-
-    if not isinstance(request, pd.DataFrame):
-        request = pd.DataFrame(request)
-    if "horizon" not in request.columns or request.empty:
-        raise ForecastRequestError("input needs a 'horizon' column with at least one row")
-    horizons = pd.to_numeric(request["horizon"], errors="coerce").dropna().unique()
-    if len(horizons) != 1 or horizons[0] != int(horizons[0]):
-        raise ForecastRequestError(f"'horizon' must be one integer on every row, got "
-                                   f"{request['horizon'].unique().tolist()[:5]}")
-    horizon = int(horizons[0])
-    limit = int(meta["horizon_limit"])
-    if not 1 <= horizon <= limit:
-        raise ForecastRequestError(f"horizon {horizon} is outside 1..{limit} for problem "
-                                   f"{meta['problem']!r}")
-    exog = list(meta.get("exog") or [])
-    wanted = None
-    if meta.get("panel") and SERIES in request.columns:
-        wanted = [str(s) for s in request[SERIES].dropna().unique()]
-        unknown = sorted(set(wanted) - set(meta["series"]))
-        if unknown:
-            raise ForecastRequestError(f"unknown series_id(s) {unknown[:5]}")
-    X = None
-    if exog:
-        missing = [c for c in exog if c not in request.columns]
-        if missing:
-            raise ForecastRequestError(f"exogenous column(s) {missing} are required, one row "
-                                       f"per future step; expected {exog}")
-        values = request[exog].apply(pd.to_numeric, errors="coerce")
-        if values.isna().to_numpy().any():
-            bad = values.columns[values.isna().any()].tolist()
-            raise ForecastRequestError(f"exogenous column(s) {bad} have missing or "
-                                       "non-numeric values")
-        if meta.get("panel"):
-            values = _panel_exog(model, meta, request, values, wanted, horizon)
-        else:
-            if len(values) < horizon:
-                raise ForecastRequestError(f"{len(values)} exog row(s) for horizon {horizon}; "
-                                           f"one row per future step is required")
-            values = values.iloc[:horizon]
-            values.index = model.forecast_index(horizon)
-        X = values
-    forecast = model.predict(horizon, X).to_long()
-    if wanted is not None:
-        forecast = forecast[forecast[SERIES].isin(wanted)].reset_index(drop=True)
-    return forecast
-
-
-def _panel_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
-                values: pd.DataFrame, wanted: list[str] | None, horizon: int) -> pd.DataFrame:
-    """Exog rows of the requested series (in step order) on the forecast dates; series not
-    requested are held at their last training values (their forecasts are dropped)."""
-    from forecastflow.data import DATE, SERIES
-    from forecastflow.models.base import future_index
-
-    if SERIES not in request.columns:
-        raise ForecastRequestError("panel exog rows need a 'series_id' column")
-    ids = request[SERIES].astype(str).to_numpy()
-    needed = wanted or list(model.last_)
-    counts = pd.Series(ids).value_counts()
-    short = {sid: int(counts.get(sid, 0)) for sid in needed if counts.get(sid, 0) < horizon}
-    if short:
-        raise ForecastRequestError(f"exog rows per series must cover horizon {horizon}; "
-                                   f"short: {dict(list(short.items())[:5])}")
-    parts = []
-    for sid, last in model.last_.items():
-        dates = future_index(last, model.freq_, horizon)
-        if sid in needed:
-            rows = values[ids == sid].iloc[:horizon].copy()
-        else:
-            held = meta["exog_last"][sid]
-            rows = pd.DataFrame([held] * horizon)[list(values.columns)]
-        rows.index = pd.MultiIndex.from_product([[sid], dates], names=[SERIES, DATE])
-        parts.append(rows)
-    return pd.concat(parts)
-
-
-def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFrame:
-    """A valid pyfunc input for ``horizon`` steps (exog held at the training's last values)."""
-    from forecastflow.data import SERIES
-
-    frame = pd.DataFrame({"horizon": [horizon] * horizon})
-    if meta.get("exog"):
-        last = meta["exog_last"]
-        if meta.get("panel"):
-            rows = [{"horizon": horizon, SERIES: sid, **last[sid]} for sid in meta["series"]
-                    for _ in range(horizon)]
-            return pd.DataFrame(rows)
-        for col in meta["exog"]:
-            frame[col] = float(last[col])
-    return frame
 
 
 # Registration -----------------------------------------------------------------------------
@@ -204,6 +107,59 @@ def _requirements() -> list[str]:
                     "pydantic", "PyYAML"):
         pins.append(f"{package}=={version(package)}")
     return pins
+
+
+# Loading ----------------------------------------------------------------------------------
+
+class ModelLoadError(RuntimeError):
+    """A registered version whose artifacts cannot be turned back into a forecaster."""
+
+
+def load_version(name: str, version: str, cache: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """The library forecaster and its metadata of ``name`` version ``version``, read from the
+    version's pyfunc artifacts (downloaded once into ``cache`` when given). Faster than
+    ``mlflow.pyfunc.load_model`` and the same model object."""
+    import pickle
+
+    import mlflow
+    import yaml
+    from mlflow.exceptions import MlflowException
+
+    uri = f"models:/{name}/{version}"
+    if cache is not None and (cache / name / str(version) / "MLmodel").exists():
+        try:
+            return _checked(uri, *storage.read_pyfunc_dir(cache / name / str(version)))
+        except (OSError, KeyError, TypeError, ValueError, EOFError, AttributeError,
+                ModuleNotFoundError, pickle.UnpicklingError, yaml.YAMLError) as err:
+            raise ModelLoadError(f"cannot load {uri} from {cache}: {type(err).__name__}: "
+                                 f"{err}") from err
+    tracking.client()
+    target = None if cache is None else cache / name / str(version)
+    try:
+        if target is None:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        else:  # download beside, then rename: a half-finished copy is never used
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(partial))
+            try:
+                os.replace(partial, target)
+            except OSError:  # another process got there first: use its copy
+                shutil.rmtree(partial, ignore_errors=True)
+            local = target
+        model, meta = storage.read_pyfunc_dir(local)
+    except (MlflowException, OSError, KeyError, TypeError, ValueError, EOFError,
+            AttributeError, ModuleNotFoundError, pickle.UnpicklingError,
+            yaml.YAMLError) as err:
+        raise ModelLoadError(f"cannot load {uri}: {type(err).__name__}: {err}") from err
+    return _checked(uri, model, meta)
+
+
+def _checked(uri: str, model: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    if not hasattr(model, "predict") or not hasattr(model, "last_"):
+        raise ModelLoadError(f"cannot load {uri}: artifact 'model' is a "
+                             f"{type(model).__name__}, not a fitted forecaster")
+    return model, meta
 
 
 # Promotion --------------------------------------------------------------------------------

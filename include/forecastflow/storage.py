@@ -70,3 +70,16 @@ def write_model(model: Any, path: str | os.PathLike[str]) -> Path:
 def read_model(path: str | os.PathLike[str]) -> Any:
     with Path(path).open("rb") as handle:
         return pickle.load(handle)
+
+
+def read_pyfunc_dir(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """The fitted forecaster and metadata inside a logged ForecastFlow pyfunc model folder
+    (its ``MLmodel`` names the artifacts), without importing MLflow."""
+    import yaml
+
+    path = Path(path)
+    spec = yaml.safe_load((path / "MLmodel").read_text())
+    artifacts = spec["flavors"]["python_function"]["artifacts"]
+    model = read_model(path / artifacts["model"]["path"])
+    meta = json.loads((path / artifacts["meta"]["path"]).read_text())
+    return model, meta

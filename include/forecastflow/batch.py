@@ -1,0 +1,131 @@
+"""Batch forecasts from the champion: task bodies of the ``forecast_<problem>`` DAG.
+
+The champion (``models:/<problem>@champion``, resolved to a version number once per run so a
+promotion mid-run cannot mix versions) forecasts the problem's horizon from the end of the
+data it was trained on. Exogenous inputs are held at their last training values (recorded in
+the ``exog_scenario`` column). Rows go to the forecast store, partitioned by problem and run
+(the data interval), so a re-run replaces its own partition; a plot of the latest history
+with the forecast and its interval band goes to MLflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from forecastflow import registry, tracking
+from forecastflow.data import DATE, SERIES
+from forecastflow.forecast_store import FORECASTS, open_store, run_key
+
+log = logging.getLogger(__name__)
+
+
+class NoChampionError(LookupError):
+    """The problem has no ``champion`` yet: nothing to forecast with."""
+
+
+def champion(problem: str) -> dict[str, Any]:
+    """Version, run and family of the current champion."""
+    version = registry.alias_version(problem, registry.CHAMPION)
+    if version is None:
+        raise NoChampionError(f"problem {problem!r} has no champion model yet; run "
+                              f"train_{problem} (or `forecastflow demo`) first")
+    return {"version": str(version.version), "run_id": version.run_id,
+            "family": version.tags.get("family", "?"), "tags": dict(version.tags)}
+
+
+def forecast_frame(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFrame:
+    """Long-format forecast for ``horizon`` steps (exog held at their last values)."""
+    limit = int(meta["horizon_limit"])
+    if not 1 <= horizon <= limit:
+        raise ValueError(f"horizon {horizon} is outside 1..{limit} for problem "
+                         f"{meta['problem']!r}")
+    request = registry.request_example(model, meta, horizon)
+    return registry.predict_frame(model, meta, request)
+
+
+def origin_of(model: Any) -> pd.Timestamp:
+    """Last training date (latest over the series of a panel)."""
+    last = model.last_
+    return max(last.values()) if isinstance(last, dict) else pd.Timestamp(last)
+
+
+def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Forecast with the champion and store the rows for this run's data interval."""
+    from forecastflow.config import find_problem
+
+    problem = find_problem(ctx["problem"])
+    name = problem.name
+    current = champion(name)
+    model, meta = registry.load_version(name, current["version"])
+    horizon = int((ctx.get("params") or {}).get("horizon") or meta["horizon"])
+    rows = forecast_frame(model, meta, horizon)
+    origin = origin_of(model)
+    key = run_key(ctx["cutoff"])
+    rows = rows.assign(model_version=current["version"], family=current["family"],
+                       origin=origin, cutoff=pd.Timestamp(ctx["cutoff"]),
+                       created_at=pd.Timestamp(ctx["created_at"]), run_key=key,
+                       exog_scenario="held_last" if meta.get("exog") else "none")
+    location = open_store().write(name, key, FORECASTS, rows)
+    log.info("forecast %s: champion v%s (%s) trained up to %s, %d steps x %d series/targets "
+             "-> %s", name, current["version"], current["family"], origin.date(), horizon,
+             len(rows) // max(horizon, 1), location)
+    run_id = tracking.find_or_create_run(
+        name, {"airflow_run_id": ctx["run_id"], "forecastflow.role": "forecast"},
+        run_name=f"{ctx['dag_id']} {ctx['run_id']}",
+        tags={"dag_id": ctx["dag_id"], "model_version": current["version"],
+              "data_cutoff": ctx["cutoff"]})
+    folder = Path(location).parent
+    history = latest_history(problem, ctx["cutoff"])
+    if history is not None:
+        dates = history.index.get_level_values(DATE) if SERIES in rows.columns else history.index
+        if dates.max() > origin:
+            log.info("forecast %s: the source has data up to %s, after the champion's %s; "
+                     "the next train_%s run moves the forecast origin", name,
+                     dates.max().date(), origin.date(), name)
+    plot = plot_forecast_rows(name, rows, history, float(meta.get("coverage", 0.9)),
+                              f"champion v{current['version']} ({current['family']}), "
+                              f"from {origin.date()}", folder / "forecast.png")
+    csv = folder / "forecast.csv"
+    rows.to_csv(csv, index=False)
+    tracking.log_run(run_id, params={"model_version": current["version"],
+                                     "horizon": horizon, "family": current["family"]},
+                     tags={"origin": str(origin.date()), "store": location},
+                     status="FINISHED")
+    tracking.log_artifacts(run_id, [plot, csv], "forecast")
+    return {"problem": name, "store": location, "rows": len(rows), "run_key": key,
+            "model_version": current["version"], "origin": str(origin),
+            "parent_run_id": run_id}
+
+
+def latest_history(problem: Any, cutoff: str) -> pd.DataFrame | None:
+    """The source's validated targets before ``cutoff``, or None (logged) when the source
+    cannot be read or fails validation: the stored forecasts do not depend on it."""
+    from forecastflow.ingest import SourceError, read_source
+    from forecastflow.validate import DataValidationError, validate
+
+    try:
+        data = validate(read_source(problem.source), problem,
+                        cutoff=pd.Timestamp(cutoff) - pd.Timedelta(1, "ns"))
+    except (SourceError, DataValidationError) as err:
+        log.error("forecast %s: the plot shows no history: %s", problem.name, err)
+        return None
+    return data.y
+
+
+def plot_forecast_rows(name: str, rows: pd.DataFrame, history: pd.DataFrame | None,
+                       coverage: float, title: str, path: Path) -> Path:
+    """Latest history, the forecast and its interval band (first few series/targets)."""
+    from forecastflow.models.base import Forecast
+    from forecastflow.plots import plot_forecast
+
+    index = [SERIES, DATE] if SERIES in rows.columns else [DATE]
+    frames = [rows.pivot_table(index=index, columns="target", values=col, sort=False)
+              for col in ("forecast", "lower", "upper")]
+    if history is None:
+        history = frames[0].iloc[:0]
+    return plot_forecast(history, Forecast(*frames, coverage=coverage), path,
+                         title=f"{name}: {title}")

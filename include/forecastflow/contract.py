@@ -1,0 +1,117 @@
+"""The forecast request contract shared by the pyfunc model, the batch DAG and the REST API.
+
+- input: a DataFrame with a ``horizon`` column (the same positive integer on every row; at
+  most the problem's ``max_horizon``). Exogenous models need one row per future step carrying
+  the exog columns (panels: one row per step and series, with ``series_id``). For panels an
+  optional ``series_id`` column selects the series wanted (default all).
+- output: long format, one row per series, target and timestamp: ``series_id`` (panels),
+  ``target``, ``date``, ``step``, ``forecast``, ``lower``, ``upper``.
+
+Imports pandas and the library only (no MLflow), so a serving process starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+class ForecastRequestError(ValueError):
+    """A pyfunc input that breaks the contract; the message names the column or value."""
+
+
+
+def predict_frame(model: Any, meta: dict[str, Any], request: pd.DataFrame) -> pd.DataFrame:
+    """Validate a request frame and return the long-format forecast."""
+    from forecastflow.data import SERIES
+
+    if not isinstance(request, pd.DataFrame):
+        request = pd.DataFrame(request)
+    if "horizon" not in request.columns or request.empty:
+        raise ForecastRequestError("input needs a 'horizon' column with at least one row")
+    horizons = pd.to_numeric(request["horizon"], errors="coerce").dropna().unique()
+    if len(horizons) != 1 or horizons[0] != int(horizons[0]):
+        raise ForecastRequestError(f"'horizon' must be one integer on every row, got "
+                                   f"{request['horizon'].unique().tolist()[:5]}")
+    horizon = int(horizons[0])
+    limit = int(meta["horizon_limit"])
+    if not 1 <= horizon <= limit:
+        raise ForecastRequestError(f"horizon {horizon} is outside 1..{limit} for problem "
+                                   f"{meta['problem']!r}")
+    exog = list(meta.get("exog") or [])
+    wanted = None
+    if meta.get("panel") and SERIES in request.columns:
+        wanted = [str(s) for s in request[SERIES].dropna().unique()]
+        unknown = sorted(set(wanted) - set(meta["series"]))
+        if unknown:
+            raise ForecastRequestError(f"unknown series_id(s) {unknown[:5]}")
+    X = None
+    if exog:
+        missing = [c for c in exog if c not in request.columns]
+        if missing:
+            raise ForecastRequestError(f"exogenous column(s) {missing} are required, one row "
+                                       f"per future step; expected {exog}")
+        values = request[exog].apply(pd.to_numeric, errors="coerce")
+        if values.isna().to_numpy().any():
+            bad = values.columns[values.isna().any()].tolist()
+            raise ForecastRequestError(f"exogenous column(s) {bad} have missing or "
+                                       "non-numeric values")
+        if meta.get("panel"):
+            values = _panel_exog(model, meta, request, values, wanted, horizon)
+        else:
+            if len(values) < horizon:
+                raise ForecastRequestError(f"{len(values)} exog row(s) for horizon {horizon}; "
+                                           f"one row per future step is required")
+            values = values.iloc[:horizon]
+            values.index = model.forecast_index(horizon)
+        X = values
+    forecast = model.predict(horizon, X).to_long()
+    if wanted is not None:
+        forecast = forecast[forecast[SERIES].isin(wanted)].reset_index(drop=True)
+    return forecast
+
+
+def _panel_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
+                values: pd.DataFrame, wanted: list[str] | None, horizon: int) -> pd.DataFrame:
+    """Exog rows of the requested series (in step order) on the forecast dates; series not
+    requested are held at their last training values (their forecasts are dropped)."""
+    from forecastflow.data import DATE, SERIES
+    from forecastflow.models.base import future_index
+
+    if SERIES not in request.columns:
+        raise ForecastRequestError("panel exog rows need a 'series_id' column")
+    ids = request[SERIES].astype(str).to_numpy()
+    needed = wanted or list(model.last_)
+    counts = pd.Series(ids).value_counts()
+    short = {sid: int(counts.get(sid, 0)) for sid in needed if counts.get(sid, 0) < horizon}
+    if short:
+        raise ForecastRequestError(f"exog rows per series must cover horizon {horizon}; "
+                                   f"short: {dict(list(short.items())[:5])}")
+    parts = []
+    for sid, last in model.last_.items():
+        dates = future_index(last, model.freq_, horizon)
+        if sid in needed:
+            rows = values[ids == sid].iloc[:horizon].copy()
+        else:
+            held = meta["exog_last"][sid]
+            rows = pd.DataFrame([held] * horizon)[list(values.columns)]
+        rows.index = pd.MultiIndex.from_product([[sid], dates], names=[SERIES, DATE])
+        parts.append(rows)
+    return pd.concat(parts)
+
+
+def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFrame:
+    """A valid pyfunc input for ``horizon`` steps (exog held at the training's last values)."""
+    from forecastflow.data import SERIES
+
+    frame = pd.DataFrame({"horizon": [horizon] * horizon})
+    if meta.get("exog"):
+        last = meta["exog_last"]
+        if meta.get("panel"):
+            rows = [{"horizon": horizon, SERIES: sid, **last[sid]} for sid in meta["series"]
+                    for _ in range(horizon)]
+            return pd.DataFrame(rows)
+        for col in meta["exog"]:
+            frame[col] = float(last[col])
+    return frame

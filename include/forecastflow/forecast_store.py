@@ -1,0 +1,102 @@
+"""The forecast store: batch forecasts and their realized accuracy, per problem and run.
+
+The embedded default is Parquet files partitioned by problem and run under the state folder::
+
+    <state>/forecasts/problem=<name>/run=<key>/forecasts.parquet
+    <state>/forecasts/problem=<name>/run=<key>/accuracy.parquet
+
+``key`` is the data interval of the Airflow run that wrote it, so re-running a run overwrites
+its own partition and never duplicates rows. ``ForecastStore`` is the interface other
+back-ends (S3, PostgreSQL) implement; ``open_store()`` picks one from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from forecastflow import storage
+
+FORECASTS, ACCURACY = "forecasts", "accuracy"
+# Long format written by the forecast DAG (panels add ``series_id``).
+FORECAST_COLUMNS = ["target", "date", "step", "forecast", "lower", "upper", "model_version",
+                    "family", "origin", "cutoff", "created_at", "run_key"]
+_KEY = re.compile(r"^[A-Za-z0-9_.:+-]+$")
+
+
+class ForecastStore(Protocol):
+    """Where batch forecasts and realized accuracy live."""
+
+    def write(self, problem: str, run_key: str, kind: str, frame: pd.DataFrame) -> str:
+        """Replace the ``kind`` partition of (problem, run); returns its location."""
+        ...
+
+    def read(self, problem: str, kind: str, run_key: str | None = None) -> pd.DataFrame:
+        """All runs' rows of ``kind`` for a problem (or one run's), empty if none."""
+        ...
+
+    def runs(self, problem: str) -> list[str]:
+        """Run keys with stored forecasts, oldest first."""
+        ...
+
+
+def run_key(cutoff: str) -> str:
+    """A partition-safe key from a run's data-interval end (ISO timestamp)."""
+    key = str(cutoff).replace(":", "-").replace(" ", "T")
+    if not _KEY.match(key):
+        raise ValueError(f"run key {key!r} has characters a partition name cannot hold")
+    return key
+
+
+class ParquetForecastStore:
+    """Parquet partitions ``problem=<name>/run=<key>/<kind>.parquet`` under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"ParquetForecastStore({str(self.root)!r})"
+
+    def _path(self, problem: str, run_key: str, kind: str) -> Path:
+        if kind not in (FORECASTS, ACCURACY):
+            raise ValueError(f"unknown kind {kind!r}; expected {FORECASTS!r} or {ACCURACY!r}")
+        return self.root / f"problem={problem}" / f"run={run_key}" / f"{kind}.parquet"
+
+    def write(self, problem: str, run_key: str, kind: str, frame: pd.DataFrame) -> str:
+        path = self._path(problem, run_key, kind)
+        storage.write_frame(frame.reset_index(drop=True), path)
+        return str(path)
+
+    def runs(self, problem: str) -> list[str]:
+        folder = self.root / f"problem={problem}"
+        if not folder.is_dir():
+            return []
+        return sorted(p.name.removeprefix("run=") for p in folder.glob("run=*")
+                      if (p / f"{FORECASTS}.parquet").exists())
+
+    def read(self, problem: str, kind: str, run_key: str | None = None) -> pd.DataFrame:
+        keys = [run_key] if run_key else sorted(
+            p.name.removeprefix("run=") for p in (self.root / f"problem={problem}").glob("run=*"))
+        frames = [storage.read_frame(path) for key in keys
+                  if (path := self._path(problem, key, kind)).exists()]
+        if not frames:
+            return pd.DataFrame()
+        return pd.concat(frames, ignore_index=True)
+
+
+def open_store(url: str | None = None) -> ForecastStore:
+    """The store named by ``url`` or ``FORECASTFLOW_FORECAST_STORE`` (a local folder or a
+    ``file://`` URL); default ``<state>/forecasts``."""
+    url = url or os.environ.get("FORECASTFLOW_FORECAST_STORE")
+    if not url:
+        return ParquetForecastStore(storage.state_dir() / "forecasts")
+    if url.startswith("file://"):
+        return ParquetForecastStore(url.removeprefix("file://"))
+    if "://" in url:
+        raise ValueError(f"forecast store {url!r}: only local folders and file:// URLs are "
+                         "supported so far")
+    return ParquetForecastStore(url)

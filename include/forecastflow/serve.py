@@ -1,0 +1,398 @@
+"""Online forecasts: a FastAPI app serving every problem's champion.
+
+``forecastflow serve`` starts it with uvicorn. Start-up loads each champion
+(``models:/<problem>@champion``) from the registry; a background thread polls the registry
+every ``poll_seconds`` and swaps in a model whose alias moved. The swap replaces one entry of
+an immutable snapshot, so a request sees either the old or the new model, never a mix. A new
+version that fails to load leaves the old one serving and is reported by ``GET /health``.
+
+Downloaded versions are kept under ``<state>/serving/<problem>/<version>/`` with a pointer to
+the last champion served: a restart serves that copy at once (no MLflow import on the hot
+path) while the poller checks the registry right away.
+
+Endpoints: ``GET /health``, ``GET /problems``, ``POST /problems/{name}/forecast``; OpenAPI
+at ``/openapi.json``, Swagger UI at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from forecastflow import storage
+
+log = logging.getLogger("forecastflow.serve")
+
+MAX_BODY_BYTES = 1_000_000
+MAX_EXOG_ROWS = 20_000
+RESERVED = {"series_id", "date"}
+
+
+class ForecastRequest(BaseModel):
+    """Body of ``POST /problems/{name}/forecast``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"horizon": 12},
+        {"horizon": 2, "exog": [{"tbilrate": 0.5}, {"tbilrate": 0.6}]},
+        {"horizon": 3, "series_ids": ["Austin", "Dallas"]},
+    ]})
+
+    horizon: int = Field(ge=1, description="Steps ahead (at most the problem's max_horizon).")
+    exog: list[dict[str, Any]] | None = Field(
+        default=None, max_length=MAX_EXOG_ROWS,
+        description="Future exogenous values: one row per step (panels: per step and "
+        "series, with series_id), carrying every exog column of the problem.")
+    series_ids: list[str] | None = Field(
+        default=None, max_length=MAX_EXOG_ROWS,
+        description="Panels: the series wanted (default all).")
+
+
+class ForecastPoint(BaseModel):
+    series_id: str | None = None
+    target: str
+    date: str
+    step: int
+    forecast: float
+    lower: float
+    upper: float
+
+
+class ForecastResponse(BaseModel):
+    problem: str
+    model_version: str
+    family: str
+    horizon: int
+    origin: str
+    forecasts: list[ForecastPoint]
+
+
+class RequestError(ValueError):
+    """A request the API refuses with ``status`` and a message naming the field."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One loaded champion (immutable: swapped whole)."""
+
+    problem: str
+    version: str
+    family: str
+    model: Any
+    meta: dict[str, Any]
+    metrics: dict[str, float]
+    origin: str
+    loaded_at: float
+    source: str  # "registry" or "cache"
+
+
+@dataclass
+class Hub:
+    """The champions being served and the registry poller."""
+
+    problems: list[str]
+    cache: Path
+    poll_seconds: float = 10.0
+    cache_size: int = 1024
+    slots: dict[str, Slot] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    verified: bool = False
+    last_poll: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _results: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # Loading ---------------------------------------------------------------------------
+
+    def pointer(self, problem: str) -> Path:
+        return self.cache / problem / "champion.json"
+
+    def load_cached(self) -> None:
+        """Serve the last champion copies on disk (no registry round trip)."""
+        for problem in self.problems:
+            path = self.pointer(problem)
+            if not path.exists():
+                continue
+            info = json.loads(path.read_text())
+            folder = self.cache / problem / str(info["version"])
+            try:
+                model, meta = storage.read_pyfunc_dir(folder)
+            except (OSError, KeyError, ValueError, EOFError, AttributeError) as err:
+                self.errors[problem] = f"cached v{info['version']} unreadable: {err}"
+                continue
+            self._install(problem, info["version"], info["family"], model, meta,
+                          info.get("metrics", {}), "cache")
+
+    def refresh(self) -> None:
+        """Check every problem's champion alias; load and swap in versions that moved."""
+        from forecastflow import registry
+
+        for problem in self.problems:
+            try:
+                current = registry.alias_version(problem, registry.CHAMPION)
+            except Exception as err:  # noqa: BLE001 - registry down: keep serving, report
+                self.errors[problem] = f"registry unreachable: {type(err).__name__}: {err}"
+                log.error("%s: %s", problem, self.errors[problem])
+                continue
+            if current is None:
+                self.errors[problem] = "no champion in the registry"
+                continue
+            version = str(current.version)
+            slot = self.slots.get(problem)
+            if slot is not None and slot.version == version:
+                if slot.source == "cache":
+                    self.slots[problem] = Slot(**{**slot.__dict__, "source": "registry"})
+                self.errors.pop(problem, None)
+                continue
+            try:
+                model, meta = registry.load_version(problem, version, cache=self.cache)
+            except registry.ModelLoadError as err:
+                kept = f"; still serving v{slot.version}" if slot else ""
+                self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
+                log.error("%s: %s", problem, self.errors[problem])
+                continue
+            tags = current.tags
+            metrics = {k: float(v) for k, v in tags.items()
+                       if k.startswith(("backtest_", "baseline_")) and _is_number(v)}
+            family = tags.get("family", meta.get("family", "?"))
+            self._install(problem, version, family, model, meta, metrics, "registry")
+            storage.write_json({"version": version, "family": family, "metrics": metrics},
+                               self.pointer(problem))
+            self.errors.pop(problem, None)
+            log.info("%s: serving champion v%s (%s)%s", problem, version, family,
+                     f", replacing v{slot.version}" if slot else "")
+        self.verified = True
+        self.last_poll = time.time()
+
+    def _install(self, problem: str, version: str, family: str, model: Any,
+                 meta: dict[str, Any], metrics: dict[str, float], source: str) -> None:
+        last = model.last_
+        origin = max(last.values()) if isinstance(last, dict) else last
+        slot = Slot(problem, str(version), family, model, meta, metrics, str(origin.date()),
+                    time.time(), source)
+        self.slots = {**self.slots, problem: slot}  # one atomic swap of the snapshot
+
+    def start_polling(self) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.refresh()
+                self._stop.wait(self.poll_seconds)
+
+        thread = threading.Thread(target=loop, name="forecastflow-registry-poll", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # Forecasting -----------------------------------------------------------------------
+
+    def forecast(self, problem: str, body: bytes) -> dict[str, Any]:
+        if problem not in self.problems:
+            raise RequestError(404, f"unknown problem {problem!r}; known: {self.problems}")
+        slot = self.slots.get(problem)
+        if slot is None:
+            raise RequestError(404, f"problem {problem!r} has no champion model loaded yet ("
+                               f"{self.errors.get(problem, 'loading')})")
+        key = (problem, slot.version, body)
+        with self._lock:
+            cached = self._results.get(key)
+            if cached is not None:
+                self._results.move_to_end(key)
+                return cached
+        request = parse_request(body)
+        result = run_forecast(slot, request)
+        if self.cache_size:
+            with self._lock:
+                self._results[key] = result
+                while len(self._results) > self.cache_size:
+                    self._results.popitem(last=False)
+        return result
+
+    def health(self) -> dict[str, Any]:
+        models = {}
+        for problem in self.problems:
+            slot = self.slots.get(problem)
+            models[problem] = {
+                "version": None if slot is None else slot.version,
+                "family": None if slot is None else slot.family,
+                "source": None if slot is None else slot.source,
+                "loaded_at": None if slot is None else _iso(slot.loaded_at),
+                "error": self.errors.get(problem)}
+        status = "ok" if self.verified and not self.errors else "degraded"
+        if not self.verified:
+            status = "starting" if not self.slots else "ok-unverified"
+        return {"status": status, "registry_checked_at": _iso(self.last_poll),
+                "poll_seconds": self.poll_seconds, "models": models}
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def parse_request(body: bytes) -> ForecastRequest:
+    if len(body) > MAX_BODY_BYTES:
+        raise RequestError(413, f"request body is {len(body)} bytes; the limit is "
+                           f"{MAX_BODY_BYTES}")
+    try:
+        return ForecastRequest.model_validate_json(body or b"{}")
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors())
+        raise RequestError(422, problems) from None
+
+
+def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
+    """Check the request against the model's contract and forecast."""
+    import pandas as pd
+
+    from forecastflow.contract import ForecastRequestError, predict_frame
+    from forecastflow.models.base import ModelError
+
+    meta = slot.meta
+    limit = int(meta["horizon_limit"])
+    if request.horizon > limit:
+        raise RequestError(422, f"horizon: {request.horizon} is above the maximum {limit} "
+                           f"for problem {slot.problem!r}")
+    exog = list(meta.get("exog") or [])
+    panel = bool(meta.get("panel"))
+    if request.series_ids is not None and not panel:
+        raise RequestError(422, f"series_ids: problem {slot.problem!r} has a single series")
+    if exog and not request.exog:
+        raise RequestError(422, f"exog: problem {slot.problem!r} needs future values of "
+                           f"{exog}, one row per step{' and series' if panel else ''}")
+    if request.exog and not exog:
+        raise RequestError(422, f"exog: problem {slot.problem!r} takes no exogenous inputs")
+    frame = pd.DataFrame({"horizon": [request.horizon]})
+    if request.exog:
+        allowed = set(exog) | ({"series_id"} if panel else set()) | {"date"}
+        for i, row in enumerate(request.exog):
+            extra = sorted(set(row) - allowed)
+            if extra:
+                raise RequestError(422, f"exog[{i}]: unexpected column(s) {extra}; "
+                                   f"expected {exog}")
+            missing = [c for c in exog if c not in row]
+            if missing:
+                raise RequestError(422, f"exog[{i}]: missing column(s) {missing}")
+            for col in exog:
+                value = row[col]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                        not math.isfinite(value)):
+                    raise RequestError(422, f"exog[{i}].{col}: expected a finite number, got "
+                                       f"{value!r}")
+        frame = pd.DataFrame(request.exog).drop(columns=["date"], errors="ignore")
+        frame["horizon"] = request.horizon
+    if request.series_ids is not None:
+        unknown = sorted(set(request.series_ids) - set(meta["series"]))
+        if unknown or not request.series_ids:
+            raise RequestError(422, f"series_ids: unknown series {unknown[:5]}" if unknown
+                               else "series_ids: empty list")
+        if not request.exog:
+            frame = pd.DataFrame({"series_id": request.series_ids,
+                                  "horizon": request.horizon})
+        elif "series_id" in frame.columns:
+            frame = frame[frame["series_id"].astype(str).isin(request.series_ids)]
+    try:
+        out = predict_frame(slot.model, meta, frame)
+    except (ForecastRequestError, ModelError) as err:
+        raise RequestError(422, str(err)) from None
+    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+    return {"problem": slot.problem, "model_version": slot.version, "family": slot.family,
+            "horizon": request.horizon, "origin": slot.origin,
+            "forecasts": out.to_dict("records")}
+
+
+def create_app(hub: Hub) -> FastAPI:
+    """The FastAPI application around ``hub``."""
+    app = FastAPI(title="ForecastFlow", version="1",
+                  description="Forecasts from each problem's champion model in the MLflow "
+                  "registry. Errors are 4xx with a message naming the offending field.")
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    @app.get("/health", summary="Liveness, loaded versions and load errors")
+    def health() -> dict[str, Any]:
+        return hub.health()
+
+    @app.get("/problems", summary="Problems with their champion version, family and metrics")
+    def problems() -> list[dict[str, Any]]:
+        out = []
+        for name in hub.problems:
+            slot = hub.slots.get(name)
+            meta = {} if slot is None else slot.meta
+            out.append({"name": name, "champion_version": None if slot is None else
+                        slot.version, "family": None if slot is None else slot.family,
+                        "metrics": {} if slot is None else slot.metrics,
+                        "horizon": meta.get("horizon"), "max_horizon": meta.get(
+                            "horizon_limit"), "frequency": meta.get("freq"),
+                        "exog": meta.get("exog", []), "targets": meta.get("targets", []),
+                        "n_series": len(meta.get("series") or []) or (1 if meta else 0),
+                        "origin": None if slot is None else slot.origin})
+        return out
+
+    @app.post("/problems/{name}/forecast", summary="Forecast with the champion",
+              response_model=ForecastResponse,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": ForecastRequest.model_json_schema()}}}},
+              responses={404: {"description": "Unknown problem or no champion"},
+                         413: {"description": "Body too large"},
+                         422: {"description": "Invalid request; the message names the field"}})
+    async def forecast(name: str, request: Request) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+        body = await request.body()
+        try:
+            result = await run_in_threadpool(hub.forecast, name, body)
+        except RequestError as err:
+            return error(err.status, str(err))
+        return Response(json.dumps(result), media_type="application/json")
+
+    return app
+
+
+def discover_problems() -> list[str]:
+    from forecastflow.dagspec import discover
+
+    return [spec.name for spec in discover()]
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
+          problems: list[str] | None = None, cache_size: int = 1024) -> None:
+    """Load the champions and serve until interrupted."""
+    import uvicorn
+
+    hub = Hub(problems or discover_problems(), storage.state_dir() / "serving", poll_seconds,
+              cache_size)
+    hub.load_cached()
+    if not hub.slots:
+        hub.refresh()  # first start: nothing on disk yet, load from the registry now
+    hub.start_polling()
+    log.info("serving %s on http://%s:%d (docs at /docs)", hub.problems, host, port)
+    uvicorn.run(create_app(hub), host=host, port=port, log_level="warning",
+                access_log=False)

@@ -1,0 +1,237 @@
+"""The REST API over HTTP on loopback: `forecastflow serve` in a subprocess, on models really
+registered in a temporary MLflow store. Happy paths, every bad-request kind, hot swap after a
+promotion, and the failed-load fallback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecastflow import registry, storage, tracking
+from forecastflow.config import parse_problem
+from forecastflow.data import DATE, SeriesData
+from forecastflow.search import Trial
+from forecastflow.training import model_meta
+from tests.conftest import make_panel, seasonal_monthly
+
+BIN = Path(sys.executable).parent
+SINGLE, EXOG, PANEL = "api_single", "api_exog", "api_panel"
+
+
+def problem_for(name: str, **extra):
+    return parse_problem({"name": name, "source": "unused.csv", "time_column": DATE,
+                          "target": "y", "frequency": "MS", "horizon": 6, "max_horizon": 12,
+                          "models": [{"family": "naive"}], **extra})
+
+
+def register(name: str, data: SeriesData, trial: Trial, key: str, promote: bool = True,
+             **extra) -> str:
+    """Fit ``trial`` on ``data``, register it under ``name`` (and make it champion)."""
+    problem = problem_for(name, **extra)
+    model = trial.build(problem, data.season).fit(data.y, data.X)
+    folder = storage.state_dir() / "test_models" / name / key
+    path = storage.write_model(model, folder / "model.pkl")
+    meta = model_meta(problem, data, model, {"trial": trial.to_dict()})
+    run = tracking.find_or_create_run(name, {"airflow_run_id": key}, run_name=key)
+    version = registry.register(name, run, path, meta, {
+        "family": trial.family, "backtest_mase": "0.5", "baseline_mase": "1.0"})
+    if promote:
+        registry.promote(name, version, ["test"])
+    return version
+
+
+def exog_data() -> SeriesData:
+    y = seasonal_monthly(60, seed=3)
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame({"price": rng.normal(10, 1, len(y))}, index=y.index)
+    y["y"] = y["y"] - 2.0 * X["price"]
+    return SeriesData(y, X, "MS", season=12)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(base: str, path: str, body: object = None, raw: bytes | None = None,
+         ) -> tuple[int, dict]:
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(base + path, data=data, method="POST" if data is not None
+                                     else "GET", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("serve")
+    old = os.environ.get("FORECASTFLOW_HOME")
+    os.environ["FORECASTFLOW_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    tracking.client()
+    single = SeriesData(seasonal_monthly(72), None, "MS", season=12)
+    models = {
+        SINGLE: register(SINGLE, single, Trial("seasonal_naive", {}, "none"), "s1"),
+        EXOG: register(EXOG, exog_data(), Trial("sarimax", {"order": [1, 0, 0], "trend": "c",
+                                                           "maxiter": 25}, "none"), "e1",
+                       exog=["price"]),
+        PANEL: register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
+                        Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id"),
+    }
+    port = free_port()
+    env = {**os.environ, "FORECASTFLOW_HOME": str(home)}
+    log = (home / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "forecastflow"), "serve", SINGLE, EXOG, PANEL, "--port", str(port),
+         "--poll-seconds", "0.5"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: call(base, "/health")[1]["status"] == "ok", what="server start")
+        yield {"base": base, "home": home, "single": single, "versions": models}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+        mlflow.set_tracking_uri(None)
+        if old is None:
+            os.environ.pop("FORECASTFLOW_HOME", None)
+        else:
+            os.environ["FORECASTFLOW_HOME"] = old
+
+
+def test_health_problems_and_docs(server):
+    status, health = call(server["base"], "/health")
+    assert status == 200 and health["status"] == "ok"
+    assert {p: m["version"] for p, m in health["models"].items()} == server["versions"]
+    status, problems = call(server["base"], "/problems")
+    by_name = {p["name"]: p for p in problems}
+    assert by_name[EXOG]["exog"] == ["price"] and by_name[EXOG]["family"] == "sarimax"
+    assert by_name[PANEL]["n_series"] == 3 and by_name[SINGLE]["max_horizon"] == 12
+    assert by_name[SINGLE]["metrics"] == {"backtest_mase": 0.5, "baseline_mase": 1.0}
+    with urllib.request.urlopen(server["base"] + "/docs", timeout=10) as response:
+        assert b"swagger" in response.read().lower()
+    status, spec = call(server["base"], "/openapi.json")
+    assert "/problems/{name}/forecast" in spec["paths"]
+
+
+def test_forecasts(server):
+    base = server["base"]
+    status, out = call(base, f"/problems/{SINGLE}/forecast", {"horizon": 12})
+    assert status == 200 and out["model_version"] == server["versions"][SINGLE]
+    assert len(out["forecasts"]) == 12 and out["origin"] == "2020-12-01"
+    y = server["single"].y["y"]
+    assert [p["forecast"] for p in out["forecasts"]] == pytest.approx(y.iloc[-12:].tolist())
+    assert all(p["lower"] <= p["forecast"] <= p["upper"] for p in out["forecasts"])
+    assert out["forecasts"][0]["date"] == "2021-01-01"
+
+    rows = [{"price": 10.0 + i} for i in range(3)]
+    status, out = call(base, f"/problems/{EXOG}/forecast", {"horizon": 3, "exog": rows})
+    assert status == 200 and [p["step"] for p in out["forecasts"]] == [1, 2, 3]
+    status, dearer = call(base, f"/problems/{EXOG}/forecast",
+                          {"horizon": 3, "exog": [{"price": 20.0}] * 3})
+    assert dearer["forecasts"][0]["forecast"] < out["forecasts"][0]["forecast"]
+
+    status, out = call(base, f"/problems/{PANEL}/forecast", {"horizon": 2,
+                                                              "series_ids": ["b"]})
+    assert status == 200 and {p["series_id"] for p in out["forecasts"]} == {"b"}
+    status, out = call(base, f"/problems/{PANEL}/forecast", {"horizon": 2})
+    assert len(out["forecasts"]) == 6
+
+
+@pytest.mark.parametrize(("path", "body", "status", "needle"), [
+    ("/problems/nope/forecast", {"horizon": 3}, 404, "unknown problem 'nope'"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": 0}, 422, "horizon"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": 13}, 422, "horizon: 13 is above the maximum 12"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": "soon"}, 422, "horizon"),
+    (f"/problems/{SINGLE}/forecast", {}, 422, "horizon"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": 3, "colour": 1}, 422, "colour"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": 3, "exog": [{"x": 1}]}, 422, "no exogenous"),
+    (f"/problems/{SINGLE}/forecast", {"horizon": 3, "series_ids": ["a"]}, 422, "single series"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 3}, 422, "needs future values of ['price']"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 2, "exog": [{"price": 1}, {"cost": 2}]}, 422,
+     "exog[1]: unexpected column(s) ['cost']"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 2, "exog": [{"price": 1}, {}]}, 422,
+     "exog[1]: missing column(s) ['price']"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 1, "exog": [{"price": "cheap"}]}, 422,
+     "exog[0].price: expected a finite number, got 'cheap'"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 3, "exog": [{"price": 1}]}, 422,
+     "1 exog row(s) for horizon 3"),
+    (f"/problems/{EXOG}/forecast", {"horizon": 2, "exog": "lots"}, 422, "exog"),
+    (f"/problems/{PANEL}/forecast", {"horizon": 2, "series_ids": ["zz"]}, 422, "['zz']"),
+    (f"/problems/{PANEL}/forecast", {"horizon": 2, "series_ids": "a"}, 422, "series_ids"),
+])
+def test_bad_requests_are_4xx_naming_the_field(server, path, body, status, needle):
+    code, out = call(server["base"], path, body)
+    assert code == status, out
+    assert needle in out["detail"], out["detail"]
+
+
+def test_malformed_and_oversize_bodies(server):
+    base = server["base"]
+    code, out = call(base, f"/problems/{SINGLE}/forecast", raw=b'{"horizon": 3')
+    assert code == 422 and "JSON" in out["detail"]
+    code, out = call(base, f"/problems/{SINGLE}/forecast", raw=b"[1, 2]")
+    assert code == 422
+    code, out = call(base, f"/problems/{SINGLE}/forecast",
+                     raw=json.dumps({"horizon": 3, "pad": "x" * 1_100_000}).encode())
+    assert code == 413 and "limit" in out["detail"]
+    code, out = call(base, f"/problems/{SINGLE}/forecast", raw=b'{"horizon": NaN}')
+    assert code == 422
+
+
+def test_hot_swap_and_failed_load_fallback(server):
+    base = server["base"]
+    # A promotion: the poller notices the alias move and swaps the model.
+    v2 = register(SINGLE, server["single"], Trial("drift", {}, "none"), "s2")
+    wait_for(lambda: call(base, "/health")[1]["models"][SINGLE]["version"] == v2,
+             timeout=30, what="hot swap")
+    code, out = call(base, f"/problems/{SINGLE}/forecast", {"horizon": 3})
+    assert code == 200 and out["model_version"] == v2 and out["family"] == "drift"
+
+    # A champion whose artifact is broken: the old model keeps serving; /health says why.
+    v3 = register(SINGLE, server["single"], Trial("naive", {}, "none"), "s3", promote=False)
+    client = tracking.client()
+    source = client.get_model_version(SINGLE, v3).source  # models:/m-<id>
+    logged = client.get_logged_model(source.rsplit("/", 1)[-1])
+    folder = Path(logged.artifact_location.removeprefix("file://"))
+    (folder / "artifacts" / "model.pkl").write_bytes(b"not a pickle")
+    registry.promote(SINGLE, v3, ["test: broken artifact"])
+    health = wait_for(lambda: (h := call(base, "/health")[1])["models"][SINGLE]["error"] and h,
+                      timeout=30, what="load error in /health")
+    assert health["status"] == "degraded"
+    assert f"champion v{v3} failed to load" in health["models"][SINGLE]["error"]
+    assert f"still serving v{v2}" in health["models"][SINGLE]["error"]
+    code, out = call(base, f"/problems/{SINGLE}/forecast", {"horizon": 3})
+    assert code == 200 and out["model_version"] == v2
+    # Rolling back to a good version clears the error.
+    registry.promote(SINGLE, v2, ["test: back"])
+    wait_for(lambda: call(base, "/health")[1]["status"] == "ok", timeout=30, what="recovery")
