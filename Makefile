@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo library-demo test install lint bench airflow-ui mlflow-ui clean
+.PHONY: demo library-demo test install lint bench airflow-ui mlflow-ui serve clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -35,6 +35,9 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(STATE)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR
 airflow-ui: install
 	$(AIRFLOW_ENV) $(BIN)/airflow standalone
 
+serve: install
+	FORECASTFLOW_HOME=$(STATE) $(BIN)/forecastflow serve --port 8000
+
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --port 5000
 
@@ -47,6 +50,7 @@ test: install lint
 bench: install
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/serving.py
 
 clean:
 	rm -rf $(VENV) .forecastflow .pytest_cache .ruff_cache

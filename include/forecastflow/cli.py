@@ -130,20 +130,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     failed = []
     for name in args.problems or list(DEMO_PROBLEMS):
-        print(f"== airflow dags test train_{name} ...", flush=True)
-        log_path = Path(env["AIRFLOW_HOME"]) / f"demo_train_{name}.log"
-        with log_path.open("w") as handle:
-            result = subprocess.run([airflow, "dags", "test", f"train_{name}"], env=env,
-                                    stdout=handle, stderr=subprocess.STDOUT, check=False)
-        status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        print(f"   {status}; log: {log_path}", flush=True)
-        if result.returncode:
-            failed.append(name)
+        # Training, then batch forecasts from the champion (what its Asset event triggers).
+        for dag_id in (f"train_{name}", f"forecast_{name}"):
+            print(f"== airflow dags test {dag_id} ...", flush=True)
+            log_path = Path(env["AIRFLOW_HOME"]) / f"demo_{dag_id}.log"
+            with log_path.open("w") as handle:
+                result = subprocess.run([airflow, "dags", "test", dag_id], env=env,
+                                        stdout=handle, stderr=subprocess.STDOUT, check=False)
+            status = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+            print(f"   {status}; log: {log_path}", flush=True)
+            if result.returncode:
+                failed.append(dag_id)
+                break
     cmd_champions(args)
+    store = Path(env["FORECASTFLOW_HOME"]) / "forecasts"
+    print(f"\nBatch forecasts (Parquet, partitioned by problem and run): {store}")
+    for part in sorted(store.glob("problem=*/run=*/forecasts.parquet")):
+        print(f"  {part.relative_to(store)}  (+ forecast.png)")
     print(f"""
 Airflow UI:  make airflow-ui   -> http://localhost:8080  (airflow standalone on this project's
              DAGs, AIRFLOW_HOME={env['AIRFLOW_HOME']}; it prints the admin password)
 MLflow UI:   make mlflow-ui    -> http://localhost:5000  (store {tracking_uri_for(env)})
+REST API:    make serve        -> http://localhost:8000/docs  (forecastflow serve)
 Rollback:    .venv/bin/forecastflow rollback <problem>   (champion back to 'previous')""")
     return 1 if failed else 0
 

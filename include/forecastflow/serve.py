@@ -16,12 +16,14 @@ at ``/openapi.json``, Swagger UI at ``/docs``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from forecastflow import storage
 
@@ -37,7 +38,7 @@ log = logging.getLogger("forecastflow.serve")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_EXOG_ROWS = 20_000
-RESERVED = {"series_id", "date"}
+STARTUP_GRACE = 3.0  # seconds
 
 
 class ForecastRequest(BaseModel):
@@ -187,8 +188,11 @@ class Hub:
                     time.time(), source)
         self.slots = {**self.slots, problem: slot}  # one atomic swap of the snapshot
 
-    def start_polling(self) -> threading.Thread:
+    def start_polling(self, delay: float = 0.0) -> threading.Thread:
+        """Poll the registry in a daemon thread, first after ``delay`` seconds."""
         def loop() -> None:
+            if self._stop.wait(delay):
+                return
             while not self._stop.is_set():
                 self.refresh()
                 self._stop.wait(self.poll_seconds)
@@ -268,6 +272,7 @@ def parse_request(body: bytes) -> ForecastRequest:
 
 def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     """Check the request against the model's contract and forecast."""
+    import numpy as np
     import pandas as pd
 
     from forecastflow.contract import ForecastRequestError, predict_frame
@@ -320,10 +325,14 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
         out = predict_frame(slot.model, meta, frame)
     except (ForecastRequestError, ModelError) as err:
         raise RequestError(422, str(err)) from None
-    out["date"] = out["date"].dt.strftime("%Y-%m-%d")
+    columns = {name: out[name].tolist() for name in out.columns}
+    columns["date"] = np.datetime_as_string(out["date"].to_numpy(dtype="datetime64[D]")
+                                            ).tolist()
+    names = list(columns)
     return {"problem": slot.problem, "model_version": slot.version, "family": slot.family,
             "horizon": request.horizon, "origin": slot.origin,
-            "forecasts": out.to_dict("records")}
+            "forecasts": [dict(zip(names, row, strict=True))
+                          for row in zip(*columns.values(), strict=True)]}
 
 
 def create_app(hub: Hub) -> FastAPI:
@@ -331,6 +340,8 @@ def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(title="ForecastFlow", version="1",
                   description="Forecasts from each problem's champion model in the MLflow "
                   "registry. Errors are 4xx with a message naming the offending field.")
+
+    compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecastflow-compute")
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"detail": message}, status_code=status)
@@ -368,7 +379,10 @@ def create_app(hub: Hub) -> FastAPI:
             return error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
         body = await request.body()
         try:
-            result = await run_in_threadpool(hub.forecast, name, body)
+            # One compute thread: forecasts are CPU-bound and hold the GIL, so more threads
+            # only add contention; the event loop stays free for /health and queued I/O.
+            result = await asyncio.get_running_loop().run_in_executor(
+                compute, hub.forecast, name, body)
         except RequestError as err:
             return error(err.status, str(err))
         return Response(json.dumps(result), media_type="application/json")
@@ -392,7 +406,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
     hub.load_cached()
     if not hub.slots:
         hub.refresh()  # first start: nothing on disk yet, load from the registry now
-    hub.start_polling()
+    # After a restart from the cache, the first registry check (which imports MLflow, a
+    # few CPU-seconds) waits until the server has come up and answered.
+    hub.start_polling(delay=0.0 if hub.verified else min(poll_seconds, STARTUP_GRACE))
     log.info("serving %s on http://%s:%d (docs at /docs)", hub.problems, host, port)
     uvicorn.run(create_app(hub), host=host, port=port, log_level="warning",
                 access_log=False)

@@ -45,16 +45,33 @@ class Forecast:
         return len(self.mean)
 
     def to_long(self) -> pd.DataFrame:
-        """One row per (series, target, date): ``forecast``, ``lower``, ``upper``, ``step``."""
-        parts = []
+        """One row per (series, target, date), sorted that way: ``forecast``, ``lower``,
+        ``upper``, ``step`` (1 = first period ahead). Plain array work: it is on the serving
+        hot path."""
+        index, n, k = self.mean.index, *self.mean.shape
+        panel = isinstance(index, pd.MultiIndex)
+        dates = index.get_level_values(DATE) if panel else index
+        date_codes = np.repeat(pd.factorize(dates, sort=True)[0], k)
+        target_codes = np.tile(np.arange(k), n)
+        keys = [date_codes, target_codes]
+        if panel:
+            sids = np.repeat(index.get_level_values(SERIES).astype(str).to_numpy(), k)
+            keys.append(pd.factorize(sids, sort=True)[0])
+        order = np.lexsort(keys)  # last key first: series, target, date
+        group = target_codes[order] if not panel else (
+            keys[2][order] * k + target_codes[order])
+        starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
+        step = np.arange(n * k) - np.repeat(starts, np.diff(np.r_[starts, n * k])) + 1
+        columns: dict[str, object] = {}
+        if panel:
+            columns[SERIES] = sids[order]
+        columns[DATE] = np.repeat(np.asarray(dates), k)[order]
+        columns["target"] = np.asarray(self.mean.columns, dtype=object)[target_codes[order]]
+        columns["step"] = step
         for name, frame in (("forecast", self.mean), ("lower", self.lower),
                             ("upper", self.upper)):
-            parts.append(frame.rename_axis(columns="target").stack().rename(name))
-        long = pd.concat(parts, axis=1).reset_index()
-        keys = [SERIES] if SERIES in long.columns else []
-        long = long.sort_values([*keys, "target", DATE], kind="stable").reset_index(drop=True)
-        long.insert(len(keys) + 2, "step", long.groupby([*keys, "target"]).cumcount() + 1)
-        return long
+            columns[name] = frame.to_numpy(dtype=float).reshape(-1)[order]
+        return pd.DataFrame(columns)
 
 
 def normal_quantile(coverage: float) -> float:
