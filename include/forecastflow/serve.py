@@ -141,12 +141,17 @@ class Hub:
 
     def refresh(self) -> None:
         """Check every problem's champion alias; load and swap in versions that moved."""
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+        from sqlalchemy.exc import SQLAlchemyError
+
         from forecastflow import registry
 
         for problem in self.problems:
             try:
                 current = registry.alias_version(problem, registry.CHAMPION)
-            except Exception as err:  # noqa: BLE001 - registry down: keep serving, report
+            except (MlflowException, RequestException, SQLAlchemyError, OSError) as err:
+                # The registry is down or unreachable: keep serving what is loaded, report it.
                 self.errors[problem] = f"registry unreachable: {type(err).__name__}: {err}"
                 log.error("%s: %s", problem, self.errors[problem])
                 continue
