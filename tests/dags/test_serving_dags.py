@@ -49,7 +49,7 @@ def setup(migrated, tmp_path_factory):
 
 def train_runs(db) -> list[dict]:
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("select run_type, conf from dag_run where dag_id = ?",
+        rows = conn.execute("select run_type, conf from dag_run where dag_id = ? order by id",
                             (f"train_{NAME}",)).fetchall()
     return [{"run_type": r[0], "conf": r[1]} for r in rows]
 

@@ -114,7 +114,8 @@ def test_train_promote_gate_and_bad_input(setup):
                for v in links.values())
     # ... and the plugin resolves it the way the API server does (from the metadata DB).
     with sqlite3.connect(setup["db"]) as conn:
-        (run_id,) = conn.execute("select run_id from dag_run").fetchone()
+        (run_id,) = conn.execute("select run_id from dag_run where dag_id = ? order by id",
+                                 (f"train_{NAME}",)).fetchone()
     code = f"""
 import importlib.util
 from airflow.models.taskinstancekey import TaskInstanceKey
