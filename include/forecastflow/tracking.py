@@ -40,6 +40,9 @@ def artifact_root() -> str:
     return root.as_uri()
 
 
+_READY: set[str] = set()
+
+
 def client() -> Any:
     """An ``MlflowClient`` on the configured tracking and registry URI."""
     import mlflow
@@ -48,7 +51,25 @@ def client() -> Any:
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if not uri.startswith("sqlite:///") or uri in _READY:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # Create or upgrade a SQLite store's schema under a file lock: two tasks touching a new
+    # store at once would otherwise race in its migrations ("duplicate column", "Online
+    # migration expected to match one row").
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            mlflow_client.search_experiments(max_results=1)  # tracking tables
+            mlflow_client.search_registered_models(max_results=1)  # registry tables
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
+    return mlflow_client
 
 
 def retry(call: Callable[[], T], what: str, attempts: int = 8) -> T:
