@@ -27,7 +27,7 @@ from forecastflow.training import model_meta
 from tests.conftest import make_panel, seasonal_monthly
 
 BIN = Path(sys.executable).parent
-SINGLE, EXOG, PANEL = "api_single", "api_exog", "api_panel"
+SINGLE, EXOG, PANEL, NONE = "api_single", "api_exog", "api_panel", "api_none"
 
 
 def problem_for(name: str, **extra):
@@ -111,7 +111,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "FORECASTFLOW_HOME": str(home)}
     log = (home / "serve.log").open("w")
     process = subprocess.Popen(
-        [str(BIN / "forecastflow"), "serve", SINGLE, EXOG, PANEL, "--port", str(port),
+        [str(BIN / "forecastflow"), "serve", SINGLE, EXOG, PANEL, NONE, "--port", str(port),
          "--poll-seconds", "0.5"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -131,7 +131,10 @@ def server(tmp_path_factory):
 def test_health_problems_and_docs(server):
     status, health = call(server["base"], "/health")
     assert status == 200 and health["status"] == "ok"
-    assert {p: m["version"] for p, m in health["models"].items()} == server["versions"]
+    assert {p: m["version"] for p, m in health["models"].items()} == {**server["versions"],
+                                                                      NONE: None}
+    # A problem without a champion yet is noted, not an error.
+    assert health["models"][NONE]["note"] == "no champion in the registry yet"
     status, problems = call(server["base"], "/problems")
     by_name = {p["name"]: p for p in problems}
     assert by_name[EXOG]["exog"] == ["price"] and by_name[EXOG]["family"] == "sarimax"
@@ -169,6 +172,7 @@ def test_forecasts(server):
 
 @pytest.mark.parametrize(("path", "body", "status", "needle"), [
     ("/problems/nope/forecast", {"horizon": 3}, 404, "unknown problem 'nope'"),
+    (f"/problems/{NONE}/forecast", {"horizon": 3}, 404, "no champion in the registry yet"),
     (f"/problems/{SINGLE}/forecast", {"horizon": 0}, 422, "horizon"),
     (f"/problems/{SINGLE}/forecast", {"horizon": 13}, 422, "horizon: 13 is above the maximum 12"),
     (f"/problems/{SINGLE}/forecast", {"horizon": "soon"}, 422, "horizon"),

@@ -112,6 +112,7 @@ class Hub:
     cache_size: int = 1024
     slots: dict[str, Slot] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)  # problems without a champion yet
     verified: bool = False
     last_poll: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -156,8 +157,9 @@ class Hub:
                 log.error("%s: %s", problem, self.errors[problem])
                 continue
             if current is None:
-                self.errors[problem] = "no champion in the registry"
+                self.waiting.add(problem)  # not an error: nothing promoted yet
                 continue
+            self.waiting.discard(problem)
             version = str(current.version)
             slot = self.slots.get(problem)
             if slot is not None and slot.version == version:
@@ -216,8 +218,9 @@ class Hub:
             raise RequestError(404, f"unknown problem {problem!r}; known: {self.problems}")
         slot = self.slots.get(problem)
         if slot is None:
-            raise RequestError(404, f"problem {problem!r} has no champion model loaded yet ("
-                               f"{self.errors.get(problem, 'loading')})")
+            why = self.errors.get(problem) or ("no champion in the registry yet"
+                                               if problem in self.waiting else "loading")
+            raise RequestError(404, f"problem {problem!r} has no champion model loaded ({why})")
         key = (problem, slot.version, body)
         with self._lock:
             cached = self._results.get(key)
@@ -242,7 +245,8 @@ class Hub:
                 "family": None if slot is None else slot.family,
                 "source": None if slot is None else slot.source,
                 "loaded_at": None if slot is None else _iso(slot.loaded_at),
-                "error": self.errors.get(problem)}
+                "error": self.errors.get(problem),
+                "note": "no champion in the registry yet" if problem in self.waiting else None}
         status = "ok" if self.verified and not self.errors else "degraded"
         if not self.verified:
             status = "starting" if not self.slots else "ok-unverified"
