@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from forecastflow import registry, tracking
+from forecastflow.contract import origin_of
 from forecastflow.data import DATE, SERIES
 from forecastflow.forecast_store import FORECASTS, open_store, run_key
 
@@ -38,19 +39,10 @@ def champion(problem: str) -> dict[str, Any]:
 
 
 def forecast_frame(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFrame:
-    """Long-format forecast for ``horizon`` steps (exog held at their last values)."""
-    limit = int(meta["horizon_limit"])
-    if not 1 <= horizon <= limit:
-        raise ValueError(f"horizon {horizon} is outside 1..{limit} for problem "
-                         f"{meta['problem']!r}")
+    """Long-format forecast for ``horizon`` steps (exog held at their last values); a horizon
+    outside 1..max_horizon raises ``ForecastRequestError``."""
     request = registry.request_example(model, meta, horizon)
     return registry.predict_frame(model, meta, request)
-
-
-def origin_of(model: Any) -> pd.Timestamp:
-    """Last training date (latest over the series of a panel)."""
-    last = model.last_
-    return max(last.values()) if isinstance(last, dict) else pd.Timestamp(last)
 
 
 def forecast(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -115,3 +115,10 @@ def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFr
         for col in meta["exog"]:
             frame[col] = float(last[col])
     return frame
+
+
+def origin_of(model: Any) -> pd.Timestamp:
+    """Last training date of a fitted forecaster (latest over the series of a panel): the
+    forecasts start one period after it."""
+    last = model.last_
+    return max(last.values()) if isinstance(last, dict) else pd.Timestamp(last)

@@ -189,10 +189,10 @@ class Hub:
 
     def _install(self, problem: str, version: str, family: str, model: Any,
                  meta: dict[str, Any], metrics: dict[str, float], source: str) -> None:
-        last = model.last_
-        origin = max(last.values()) if isinstance(last, dict) else last
-        slot = Slot(problem, str(version), family, model, meta, metrics, str(origin.date()),
-                    time.time(), source)
+        from forecastflow.contract import origin_of
+
+        slot = Slot(problem, str(version), family, model, meta, metrics,
+                    str(origin_of(model).date()), time.time(), source)
         self.slots = {**self.slots, problem: slot}  # one atomic swap of the snapshot
 
     def start_polling(self, delay: float = 0.0) -> threading.Thread:
