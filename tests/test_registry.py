@@ -3,12 +3,15 @@ against a real MLflow SQLite store in a temporary folder."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import mlflow
 import pandas as pd
 import pytest
 
-from forecastflow import registry, storage, tracking
+from forecastflow import registry, registry_read, storage, tracking
 from forecastflow.config import parse_problem
+from forecastflow.contract import forecast_rows, origin_of, predict_frame
 from forecastflow.pipeline import load_data
 from forecastflow.search import Trial
 from forecastflow.training import model_meta
@@ -105,3 +108,63 @@ def test_promote_keeps_previous_and_rollback_restores_it(fitted):
     assert registry.alias_version(name, registry.PREVIOUS) is None
     with pytest.raises(LookupError, match="no 'previous'"):
         registry.rollback(name)
+
+
+# The serving fast path (forecastflow.registry_read) and the cached-copy reader ------------
+
+def champion_of(fitted) -> tuple[str, str]:
+    problem, path, meta, _ = fitted
+    version = registry.register(problem.name, parent(problem.name, "fast"), path, meta,
+                                {"family": "seasonal_naive", "backtest_mase": "0.7"})
+    registry.promote(problem.name, version, ["test"])
+    return problem.name, version
+
+
+def test_sqlite_lookup_agrees_with_the_mlflow_client(fitted, tmp_path):
+    name, version = champion_of(fitted)
+    _, _, meta, model = fitted
+    uri = tracking.tracking_uri()
+    ref = registry_read.champion(name, registry.CHAMPION, uri)
+    assert ref.version == version == str(registry.alias_version(name, registry.CHAMPION).version)
+    assert ref.tags["family"] == "seasonal_naive" and ref.tags["backtest_mase"] == "0.7"
+    assert ref.artifact_uri == tracking.client().get_model_version_download_uri(name, version)
+    assert registry_read.champion(name, "nobody", uri) is None
+    assert registry_read.champion("no_such_model", registry.CHAMPION, uri) is None
+
+    folder = registry_read.fetch(ref, tmp_path / "copy" / version, uri)
+    loaded, loaded_meta = storage.read_pyfunc_dir(folder)
+    assert loaded_meta == meta
+    pd.testing.assert_frame_equal(loaded.predict(6).mean, model.predict(6).mean)
+    # The serving card logged with the model: the max-horizon forecast as JSON rows.
+    card = storage.read_pyfunc_card(folder)
+    expected = predict_frame(model, meta, pd.DataFrame({"horizon": [meta["horizon_limit"]]}))
+    assert card["table"] == forecast_rows(expected) and len(card["table"]) == 12
+    assert card["origin"] == str(origin_of(model).date())
+
+
+def test_fast_lookup_refuses_what_it_does_not_know(tmp_path):
+    with pytest.raises(registry_read.LookupUnavailableError, match="no MLflow store"):
+        registry_read.champion("m", "champion", f"sqlite:///{tmp_path}/missing.db")
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(registry_read.LookupUnavailableError, match="no such table"):
+        registry_read.champion("m", "champion", f"sqlite:///{tmp_path}/other.db")
+    with pytest.raises(registry_read.LookupUnavailableError, match="scheme"):
+        registry_read.champion("m", "champion", "postgresql://localhost/mlflow")
+    ref = registry_read.VersionRef("m", "1", "s3://bucket/models/m/1")
+    with pytest.raises(registry_read.LookupUnavailableError, match="s3://"):
+        registry_read.fetch(ref, tmp_path / "m" / "1", "sqlite:///x.db")
+    assert not (tmp_path / "m" / "1").exists() and not list((tmp_path / "m").iterdir())
+
+
+def test_unreadable_cached_copy_is_kept_aside_and_downloaded_again(fitted, tmp_path):
+    name, version = champion_of(fitted)
+    cache = tmp_path / "serving"
+    registry.load_version(name, version, cache=cache)
+    pickle_path = cache / name / version / "artifacts" / "model.pkl"
+    pickle_path.write_bytes(b"not a pickle")
+    with pytest.raises(storage.ModelFolderError, match="UnpicklingError"):
+        storage.read_pyfunc_dir(cache / name / version)
+    model, _ = registry.load_version(name, version, cache=cache)
+    assert model.predict(3).mean.shape[0] == 3
+    aside = list((cache / name).glob(f".unreadable-{version}.*/model/artifacts/model.pkl"))
+    assert len(aside) == 1 and aside[0].read_bytes() == b"not a pickle"  # kept, not lost

@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 from forecastflow.config import ProblemConfigError, find_problem, load_problem, problem_files
-from forecastflow.ingest import SourceError
-from forecastflow.models.base import ModelError
-from forecastflow.validate import DataValidationError
+from forecastflow.errors import UserInputError
 
 DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
 
@@ -242,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ProblemConfigError, DataValidationError, SourceError, ModelError) as err:
+    except UserInputError as err:  # a YAML, data source or model setting; named in err
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from forecastflow.errors import UserInputError
+
 TransformName = Literal["none", "log", "diff", "log-diff"]
 MetricName = Literal["rmse", "mae", "mape", "smape", "mase", "coverage"]
 GapPolicy = Literal["reject", "interpolate", "ffill", "zero"]
@@ -30,7 +32,7 @@ _SEASON_BY_FREQ = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5, "h"
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 
 
-class ProblemConfigError(ValueError):
+class ProblemConfigError(UserInputError):
     """A problem YAML is missing, unreadable or invalid; the message names file and field."""
 
 

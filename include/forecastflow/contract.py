@@ -117,6 +117,28 @@ def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFr
     return frame
 
 
+def forecast_rows(forecast: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows of a long-format forecast (dates as ``YYYY-MM-DD``)."""
+    import numpy as np
+
+    columns = {name: forecast[name].tolist() for name in forecast.columns}
+    columns["date"] = np.datetime_as_string(
+        forecast["date"].to_numpy(dtype="datetime64[D]")).tolist()
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def serving_card(model: Any, meta: dict[str, Any]) -> dict[str, Any]:
+    """What a server needs to answer before it unpickles the model: metadata, origin and, for
+    problems without exogenous inputs, the forecast table for the maximum horizon (a forecast
+    for ``h`` steps is its first ``h`` steps; tested for every family)."""
+    table = None
+    if not meta.get("exog"):
+        request = pd.DataFrame({"horizon": [int(meta["horizon_limit"])]})
+        table = forecast_rows(predict_frame(model, meta, request))
+    return {"origin": str(origin_of(model).date()), "meta": meta, "table": table}
+
+
 def origin_of(model: Any) -> pd.Timestamp:
     """Last training date of a fitted forecaster (latest over the series of a panel): the
     forecasts start one period after it."""

@@ -14,10 +14,12 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from forecastflow.errors import UserInputError
+
 log = logging.getLogger(__name__)
 
 
-class SourceError(ValueError):
+class SourceError(UserInputError):
     """The source cannot be read: missing file, unknown format or scheme, malformed content."""
 
 

@@ -22,12 +22,14 @@ from forecastflow.contract import (  # noqa: F401 - re-exported
     ForecastRequestError,
     predict_frame,
     request_example,
+    serving_card,
 )
 
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 EXAMPLE_FORECAST = "model_example/forecast.csv"
+CARD = "serving_card.json"
 
 
 def _pyfunc_base() -> type:
@@ -74,6 +76,8 @@ def register(name: str, run_id: str, model_path: Path, meta: dict[str, Any],
     folder = model_path.parent
     meta_path = storage.write_json(meta, folder / "model_meta.json")
     model = storage.read_model(model_path)
+    # Lets a server answer exog-free requests before it has unpickled the model.
+    card_path = storage.write_json(serving_card(model, meta), folder / CARD, compact=True)
     example = request_example(model, meta, min(int(meta["horizon"]), int(meta["horizon_limit"])))
     output = predict_frame(model, meta, example)
     signature = infer_signature(example, output)
@@ -82,7 +86,8 @@ def register(name: str, run_id: str, model_path: Path, meta: dict[str, Any],
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=ForecastModel(),
-            artifacts={"model": str(model_path), "meta": str(meta_path)},
+            artifacts={"model": str(model_path), "meta": str(meta_path),
+                       "card": str(card_path)},
             code_paths=[str(Path(forecastflow.__file__).parent)],
             signature=signature, input_example=example,
             pip_requirements=_requirements())
@@ -118,23 +123,25 @@ class ModelLoadError(RuntimeError):
 def load_version(name: str, version: str, cache: Path | None = None) -> tuple[Any, dict[str, Any]]:
     """The library forecaster and its metadata of ``name`` version ``version``, read from the
     version's pyfunc artifacts (downloaded once into ``cache`` when given). Faster than
-    ``mlflow.pyfunc.load_model`` and the same model object."""
-    import pickle
+    ``mlflow.pyfunc.load_model`` and the same model object.
 
+    A cached copy that cannot be read is moved aside (``.unreadable-*``, kept for inspection)
+    and downloaded again.
+    """
     import mlflow
-    import yaml
     from mlflow.exceptions import MlflowException
 
     uri = f"models:/{name}/{version}"
-    if cache is not None and (cache / name / str(version) / "MLmodel").exists():
-        try:
-            return _checked(uri, *storage.read_pyfunc_dir(cache / name / str(version)))
-        except (OSError, KeyError, TypeError, ValueError, EOFError, AttributeError,
-                ModuleNotFoundError, pickle.UnpicklingError, yaml.YAMLError) as err:
-            raise ModelLoadError(f"cannot load {uri} from {cache}: {type(err).__name__}: "
-                                 f"{err}") from err
-    tracking.client()
     target = None if cache is None else cache / name / str(version)
+    if target is not None and target.exists():
+        try:
+            return storage.read_pyfunc_dir(target)
+        except storage.ModelFolderError as err:
+            aside = Path(tempfile.mkdtemp(prefix=f".unreadable-{version}.", dir=target.parent))
+            os.replace(target, aside / "model")
+            log.warning("%s: cached copy unreadable (%s); kept in %s, downloading again", uri,
+                        err, aside)
+    tracking.client()
     try:
         if target is None:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -147,19 +154,12 @@ def load_version(name: str, version: str, cache: Path | None = None) -> tuple[An
             except OSError:  # another process got there first: use its copy
                 shutil.rmtree(partial, ignore_errors=True)
             local = target
-        model, meta = storage.read_pyfunc_dir(local)
-    except (MlflowException, OSError, KeyError, TypeError, ValueError, EOFError,
-            AttributeError, ModuleNotFoundError, pickle.UnpicklingError,
-            yaml.YAMLError) as err:
-        raise ModelLoadError(f"cannot load {uri}: {type(err).__name__}: {err}") from err
-    return _checked(uri, model, meta)
-
-
-def _checked(uri: str, model: Any, meta: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    if not hasattr(model, "predict") or not hasattr(model, "last_"):
-        raise ModelLoadError(f"cannot load {uri}: artifact 'model' is a "
-                             f"{type(model).__name__}, not a fitted forecaster")
-    return model, meta
+    except (MlflowException, OSError) as err:
+        raise ModelLoadError(f"cannot download {uri}: {type(err).__name__}: {err}") from err
+    try:
+        return storage.read_pyfunc_dir(local)
+    except storage.ModelFolderError as err:
+        raise ModelLoadError(f"cannot load {uri}: {err}") from err
 
 
 # Promotion --------------------------------------------------------------------------------

@@ -7,8 +7,12 @@ an immutable snapshot, so a request sees either the old or the new model, never 
 version that fails to load leaves the old one serving and is reported by ``GET /health``.
 
 Downloaded versions are kept under ``<state>/serving/<problem>/<version>/`` with a pointer to
-the last champion served: a restart serves that copy at once (no MLflow import on the hot
-path) while the poller checks the registry right away.
+the last champion served (``champion.json``) and a version card (``v<version>.json``: metadata,
+metrics and, for problems without exogenous inputs, the forecast table for the maximum
+horizon). A restart serves from the card at once: a forecast for ``h`` steps is the first ``h``
+steps of the maximum-horizon forecast (tested for every family), so exog-free requests are
+answered before the model itself is unpickled in the background, and MLflow is only imported
+when the poller checks the registry a few seconds later.
 
 Endpoints: ``GET /health``, ``GET /problems``, ``POST /problems/{name}/forecast``; OpenAPI
 at ``/openapi.json``, Swagger UI at ``/docs``.
@@ -23,7 +27,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,12 +100,13 @@ class Slot:
     problem: str
     version: str
     family: str
-    model: Any
+    model: Any  # None until the model is read (requests are answered from ``table``)
     meta: dict[str, Any]
     metrics: dict[str, float]
     origin: str
     loaded_at: float
-    source: str  # "registry" or "cache"
+    source: str  # "registry" (verified), "cache" (restart) or "lookup" (fast first start)
+    table: list[dict[str, Any]] | None = None  # max-horizon forecast (exog-free problems)
 
 
 @dataclass
@@ -118,27 +125,132 @@ class Hub:
     _stop: threading.Event = field(default_factory=threading.Event)
     _results: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _load_lock: threading.RLock = field(default_factory=threading.RLock)
 
     # Loading ---------------------------------------------------------------------------
 
     def pointer(self, problem: str) -> Path:
         return self.cache / problem / "champion.json"
 
+    def card_path(self, problem: str, version: str) -> Path:
+        return self.cache / problem / f"v{version}.json"
+
     def load_cached(self) -> None:
-        """Serve the last champion copies on disk (no registry round trip)."""
+        """Serve the last champions kept on disk (no registry round trip, no MLflow import)."""
         for problem in self.problems:
             path = self.pointer(problem)
             if not path.exists():
                 continue
-            info = json.loads(path.read_text())
-            folder = self.cache / problem / str(info["version"])
             try:
-                model, meta = storage.read_pyfunc_dir(folder)
-            except (OSError, KeyError, ValueError, EOFError, AttributeError) as err:
-                self.errors[problem] = f"cached v{info['version']} unreadable: {err}"
+                info = storage.read_json(path)
+                version, family = str(info["version"]), str(info["family"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                self.errors[problem] = f"serving pointer {path} unreadable: {err}"
                 continue
-            self._install(problem, info["version"], info["family"], model, meta,
-                          info.get("metrics", {}), "cache")
+            self._install_from_disk(problem, version, family, info.get("metrics", {}),
+                                    "cache")
+
+    def load_fast(self) -> None:
+        """Champions of problems not loaded yet, looked up without the MLflow client
+        (:mod:`forecastflow.registry_read`); :meth:`refresh` verifies them later."""
+        from forecastflow import registry_read
+        from forecastflow.tracking import tracking_uri
+
+        uri = tracking_uri()
+        for problem in self.problems:
+            if problem in self.slots:
+                continue
+            try:
+                ref = registry_read.champion(problem, "champion", uri)
+                if ref is None:
+                    self.waiting.add(problem)
+                    continue
+                folder = self.cache / problem / ref.version
+                if not folder.exists():
+                    registry_read.fetch(ref, folder, uri)
+            except (registry_read.LookupUnavailableError, OSError) as err:
+                log.info("%s: no fast lookup (%s); the MLflow client will load it", problem,
+                         err)
+                continue
+            family, metrics = ref.tags.get("family", "?"), _tag_metrics(ref.tags)
+            if self._install_from_disk(problem, ref.version, family, metrics, "lookup"):
+                storage.write_json({"version": ref.version, "family": family,
+                                    "metrics": metrics}, self.pointer(problem))
+
+    def _install_from_disk(self, problem: str, version: str, family: str,
+                           metrics: dict[str, float], source: str) -> bool:
+        """Serve ``version`` from the serving cache: from its card when there is one (the
+        model is read later by :meth:`load_models`), else from the model itself."""
+        card = self._read_card(problem, version)
+        if card is not None:
+            self._install(Slot(problem, version, family, None, card["meta"], metrics,
+                               str(card["origin"]), time.time(), source, card["table"]))
+            return True
+        try:
+            model, meta = storage.read_pyfunc_dir(self.cache / problem / version)
+        except storage.ModelFolderError as err:
+            self.errors[problem] = f"cached v{version}: {err}"
+            log.error("%s: %s", problem, self.errors[problem])
+            return False
+        self._install(self._slot(problem, version, family, model, meta, metrics, source))
+        return True
+
+    def _read_card(self, problem: str, version: str) -> dict[str, Any] | None:
+        """The version's serving card: logged with the model (``serving_card.json``) or, for
+        models registered without one, written by this server (``v<version>.json``)."""
+        path = self.card_path(problem, version)
+        try:
+            card = (storage.read_json(path) if path.exists()
+                    else storage.read_pyfunc_card(self.cache / problem / version))
+            if card is None:
+                return None
+            missing = sorted({"origin", "meta", "table"} - set(card))
+            if missing:
+                raise KeyError(f"missing {missing}")
+            if str(card.get("version", version)) != version:
+                raise ValueError(f"card is for version {card['version']}")
+        except (storage.ModelFolderError, OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("%s: serving card of v%s unreadable (%s); reading the model",
+                        problem, version, err)
+            return None
+        return card
+
+    def _write_card(self, slot: Slot) -> None:
+        """Store a serving card for a model registered without one (a start-up shortcut:
+        failing to write it is logged, not raised)."""
+        from forecastflow.contract import ForecastRequestError, serving_card
+        from forecastflow.models.base import ModelError
+
+        try:
+            card = {"version": slot.version, **serving_card(slot.model, slot.meta)}
+            storage.write_json(card, self.card_path(slot.problem, slot.version), compact=True)
+        except (ForecastRequestError, ModelError, OSError) as err:
+            log.warning("%s: no serving card for v%s: %s", slot.problem, slot.version, err)
+
+    def load_models(self) -> None:
+        """After start-up (background): read the models of slots answering from their card
+        and write the cards that are missing."""
+        for problem in list(self.slots):
+            slot = self._attach_model(problem)
+            if slot is not None and slot.model is not None and self._read_card(
+                    problem, slot.version) is None:
+                self._write_card(slot)
+
+    def _attach_model(self, problem: str) -> Slot | None:
+        """Read the model of ``problem``'s slot from the serving cache (once; callers wait)."""
+        with self._load_lock:
+            slot = self.slots.get(problem)
+            if slot is None or slot.model is not None:
+                return slot
+            try:
+                model, _ = storage.read_pyfunc_dir(self.cache / problem / slot.version)
+            except storage.ModelFolderError as err:
+                self.errors[problem] = (f"cached v{slot.version}: {err}; exog-free requests "
+                                        "are answered from its stored forecast table")
+                log.error("%s: %s", problem, self.errors[problem])
+                return slot
+            self._install(Slot(**{**slot.__dict__, "model": model}))
+            return self.slots[problem]
 
     def refresh(self) -> None:
         """Check every problem's champion alias; load and swap in versions that moved."""
@@ -162,38 +274,46 @@ class Hub:
             self.waiting.discard(problem)
             version = str(current.version)
             slot = self.slots.get(problem)
-            if slot is not None and slot.version == version:
-                if slot.source == "cache":
-                    self.slots[problem] = Slot(**{**slot.__dict__, "source": "registry"})
+            if slot is not None and slot.version == version and slot.model is None:
+                slot = self._attach_model(problem)  # waits for (or does) the cached read
+            if slot is not None and slot.version == version and slot.model is not None:
+                if slot.source != "registry":  # now verified by the MLflow client
+                    self._install(Slot(**{**slot.__dict__, "source": "registry"}))
                 self.errors.pop(problem, None)
                 continue
-            try:
-                model, meta = registry.load_version(problem, version, cache=self.cache)
-            except registry.ModelLoadError as err:
-                kept = f"; still serving v{slot.version}" if slot else ""
-                self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
-                log.error("%s: %s", problem, self.errors[problem])
-                continue
-            tags = current.tags
-            metrics = {k: float(v) for k, v in tags.items()
-                       if k.startswith(("backtest_", "baseline_")) and _is_number(v)}
-            family = tags.get("family", meta.get("family", "?"))
-            self._install(problem, version, family, model, meta, metrics, "registry")
+            with self._load_lock:  # a cached copy that could not be read is fetched again
+                try:
+                    model, meta = registry.load_version(problem, version, cache=self.cache)
+                except registry.ModelLoadError as err:
+                    kept = f"; still serving v{slot.version}" if slot else ""
+                    self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
+                    log.error("%s: %s", problem, self.errors[problem])
+                    continue
+                metrics = _tag_metrics(current.tags)
+                family = current.tags.get("family", meta.get("family", "?"))
+                new = self._slot(problem, version, family, model, meta, metrics, "registry")
+                self._install(new)
+            if self._read_card(problem, version) is None:
+                self._write_card(new)
             storage.write_json({"version": version, "family": family, "metrics": metrics},
                                self.pointer(problem))
             self.errors.pop(problem, None)
-            log.info("%s: serving champion v%s (%s)%s", problem, version, family,
-                     f", replacing v{slot.version}" if slot else "")
+            if slot is None or slot.version != version:
+                log.info("%s: serving champion v%s (%s)%s", problem, version, family,
+                         f", replacing v{slot.version}" if slot else "")
         self.verified = True
         self.last_poll = time.time()
 
-    def _install(self, problem: str, version: str, family: str, model: Any,
-                 meta: dict[str, Any], metrics: dict[str, float], source: str) -> None:
+    @staticmethod
+    def _slot(problem: str, version: str, family: str, model: Any, meta: dict[str, Any],
+              metrics: dict[str, float], source: str) -> Slot:
         from forecastflow.contract import origin_of
 
-        slot = Slot(problem, str(version), family, model, meta, metrics,
+        return Slot(problem, str(version), family, model, meta, metrics,
                     str(origin_of(model).date()), time.time(), source)
-        self.slots = {**self.slots, problem: slot}  # one atomic swap of the snapshot
+
+    def _install(self, slot: Slot) -> None:
+        self.slots = {**self.slots, slot.problem: slot}  # one atomic swap of the snapshot
 
     def start_polling(self, delay: float = 0.0) -> threading.Thread:
         """Poll the registry in a daemon thread, first after ``delay`` seconds."""
@@ -228,7 +348,17 @@ class Hub:
                 self._results.move_to_end(key)
                 return cached
         request = parse_request(body)
-        result = run_forecast(slot, request)
+        check_request(slot, request)
+        if slot.model is not None:
+            result = run_forecast(slot, request)
+        elif slot.table is not None and not request.exog:
+            result = table_forecast(slot, request)  # the model is still being read
+        else:
+            slot = self._attach_model(problem)
+            if slot is None or slot.model is None:
+                raise RequestError(503, f"problem {problem!r}: champion model not loaded ("
+                                   f"{self.errors.get(problem, 'loading')}); retry shortly")
+            result = run_forecast(slot, request)
         if self.cache_size:
             with self._lock:
                 self._results[key] = result
@@ -245,6 +375,7 @@ class Hub:
                 "family": None if slot is None else slot.family,
                 "source": None if slot is None else slot.source,
                 "loaded_at": None if slot is None else _iso(slot.loaded_at),
+                "model_in_memory": None if slot is None else slot.model is not None,
                 "error": self.errors.get(problem),
                 "note": "no champion in the registry yet" if problem in self.waiting else None}
         status = "ok" if self.verified and not self.errors else "degraded"
@@ -258,6 +389,12 @@ def _iso(stamp: float | None) -> str | None:
     if stamp is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def _tag_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """Backtest metrics stored as model version tags."""
+    return {k: float(v) for k, v in tags.items()
+            if k.startswith(("backtest_", "baseline_")) and _is_number(v)}
 
 
 def _is_number(value: str) -> bool:
@@ -279,14 +416,8 @@ def parse_request(body: bytes) -> ForecastRequest:
         raise RequestError(422, problems) from None
 
 
-def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
-    """Check the request against the model's contract and forecast."""
-    import numpy as np
-    import pandas as pd
-
-    from forecastflow.contract import ForecastRequestError, predict_frame
-    from forecastflow.models.base import ModelError
-
+def check_request(slot: Slot, request: ForecastRequest) -> None:
+    """Check a request against the served model's contract (horizon, exog, series)."""
     meta = slot.meta
     limit = int(meta["horizon_limit"])
     if request.horizon > limit:
@@ -301,52 +432,78 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
                            f"{exog}, one row per step{' and series' if panel else ''}")
     if request.exog and not exog:
         raise RequestError(422, f"exog: problem {slot.problem!r} takes no exogenous inputs")
-    frame = pd.DataFrame({"horizon": [request.horizon]})
-    if request.exog:
-        allowed = set(exog) | ({"series_id"} if panel else set()) | {"date"}
-        for i, row in enumerate(request.exog):
-            extra = sorted(set(row) - allowed)
-            if extra:
-                raise RequestError(422, f"exog[{i}]: unexpected column(s) {extra}; "
-                                   f"expected {exog}")
-            missing = [c for c in exog if c not in row]
-            if missing:
-                raise RequestError(422, f"exog[{i}]: missing column(s) {missing}")
-            for col in exog:
-                value = row[col]
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                        not math.isfinite(value)):
-                    raise RequestError(422, f"exog[{i}].{col}: expected a finite number, got "
-                                       f"{value!r}")
-        frame = pd.DataFrame(request.exog).drop(columns=["date"], errors="ignore")
-        frame["horizon"] = request.horizon
+    allowed = set(exog) | ({"series_id"} if panel else set()) | {"date"}
+    for i, row in enumerate(request.exog or []):
+        extra = sorted(set(row) - allowed)
+        if extra:
+            raise RequestError(422, f"exog[{i}]: unexpected column(s) {extra}; "
+                               f"expected {exog}")
+        missing = [c for c in exog if c not in row]
+        if missing:
+            raise RequestError(422, f"exog[{i}]: missing column(s) {missing}")
+        for col in exog:
+            value = row[col]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    not math.isfinite(value)):
+                raise RequestError(422, f"exog[{i}].{col}: expected a finite number, got "
+                                   f"{value!r}")
     if request.series_ids is not None:
         unknown = sorted(set(request.series_ids) - set(meta["series"]))
         if unknown or not request.series_ids:
             raise RequestError(422, f"series_ids: unknown series {unknown[:5]}" if unknown
                                else "series_ids: empty list")
+
+
+def _response(slot: Slot, horizon: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"problem": slot.problem, "model_version": slot.version, "family": slot.family,
+            "horizon": horizon, "origin": slot.origin, "forecasts": rows}
+
+
+def table_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
+    """An exog-free forecast cut from the version's max-horizon table (checked request)."""
+    wanted = None if request.series_ids is None else set(request.series_ids)
+    rows = [row for row in slot.table or [] if row["step"] <= request.horizon and (
+        wanted is None or row.get("series_id") in wanted)]
+    return _response(slot, request.horizon, rows)
+
+
+def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
+    """Forecast a checked request with the model."""
+    import pandas as pd
+
+    from forecastflow.contract import ForecastRequestError, forecast_rows, predict_frame
+    from forecastflow.models.base import ModelError
+
+    frame = pd.DataFrame({"horizon": [request.horizon]})
+    if request.exog:
+        frame = pd.DataFrame(request.exog).drop(columns=["date"], errors="ignore")
+        frame["horizon"] = request.horizon
+    if request.series_ids is not None:
         if not request.exog:
             frame = pd.DataFrame({"series_id": request.series_ids,
                                   "horizon": request.horizon})
         elif "series_id" in frame.columns:
             frame = frame[frame["series_id"].astype(str).isin(request.series_ids)]
     try:
-        out = predict_frame(slot.model, meta, frame)
+        out = predict_frame(slot.model, slot.meta, frame)
     except (ForecastRequestError, ModelError) as err:
         raise RequestError(422, str(err)) from None
-    columns = {name: out[name].tolist() for name in out.columns}
-    columns["date"] = np.datetime_as_string(out["date"].to_numpy(dtype="datetime64[D]")
-                                            ).tolist()
-    names = list(columns)
-    return {"problem": slot.problem, "model_version": slot.version, "family": slot.family,
-            "horizon": request.horizon, "origin": slot.origin,
-            "forecasts": [dict(zip(names, row, strict=True))
-                          for row in zip(*columns.values(), strict=True)]}
+    return _response(slot, request.horizon, forecast_rows(out))
 
 
 def create_app(hub: Hub) -> FastAPI:
     """The FastAPI application around ``hub``."""
-    app = FastAPI(title="ForecastFlow", version="1",
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Models of versions answering from their card are read once the server is up
+        # (reading them imports pandas and the model's library: about a second).
+        threading.Thread(target=hub.load_models, name="forecastflow-model-load",
+                         daemon=True).start()
+        yield
+        hub.stop()
+
+    app = FastAPI(title="ForecastFlow", version="1", lifespan=lifespan,
                   description="Forecasts from each problem's champion model in the MLflow "
                   "registry. Errors are 4xx with a message naming the offending field.")
 
@@ -412,9 +569,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
 
     hub = Hub(problems or discover_problems(), storage.state_dir() / "serving", poll_seconds,
               cache_size)
-    hub.load_cached()
-    if not hub.slots:
-        hub.refresh()  # first start: nothing on disk yet, load from the registry now
+    hub.load_cached()  # restart: last champions kept on disk
+    hub.load_fast()  # first start: registry looked up without the MLflow client
+    if any(p not in hub.slots and p not in hub.waiting for p in hub.problems):
+        hub.refresh()  # what the fast paths could not load: through the MLflow client now
     # After a restart from the cache, the first registry check (which imports MLflow, a
     # few CPU-seconds) waits until the server has come up and answered.
     hub.start_polling(delay=0.0 if hub.verified else min(poll_seconds, STARTUP_GRACE))

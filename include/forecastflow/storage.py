@@ -10,9 +10,10 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where frames are read or written (serving starts fast)
+    import pandas as pd
 
 
 def state_dir() -> Path:
@@ -50,11 +51,15 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 
 def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+    import pandas as pd
+
     return pd.read_parquet(Path(path))
 
 
-def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
-    text = json.dumps(obj, indent=2, sort_keys=True, default=str)
+def write_json(obj: Any, path: str | os.PathLike[str], compact: bool = False) -> Path:
+    """Store ``obj`` as JSON (``compact``: one line, for large machine-read files)."""
+    text = (json.dumps(obj, separators=(",", ":"), default=str) if compact
+            else json.dumps(obj, indent=2, sort_keys=True, default=str))
     return _atomic_write(Path(path), text.encode())
 
 
@@ -72,14 +77,46 @@ def read_model(path: str | os.PathLike[str]) -> Any:
         return pickle.load(handle)
 
 
+class ModelFolderError(ValueError):
+    """A model folder that cannot be read back (missing file, corrupt pickle or YAML, a class
+    that no longer exists); the message names the folder and the cause."""
+
+
 def read_pyfunc_dir(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """The fitted forecaster and metadata inside a logged ForecastFlow pyfunc model folder
-    (its ``MLmodel`` names the artifacts), without importing MLflow."""
+    (its ``MLmodel`` names the artifacts), without importing MLflow.
+
+    Raises:
+        ModelFolderError: whatever makes the folder unreadable.
+    """
     import yaml
 
     path = Path(path)
-    spec = yaml.safe_load((path / "MLmodel").read_text())
-    artifacts = spec["flavors"]["python_function"]["artifacts"]
-    model = read_model(path / artifacts["model"]["path"])
-    meta = json.loads((path / artifacts["meta"]["path"]).read_text())
+    try:
+        spec = yaml.safe_load((path / "MLmodel").read_text())
+        artifacts = spec["flavors"]["python_function"]["artifacts"]
+        model = read_model(path / artifacts["model"]["path"])
+        meta = json.loads((path / artifacts["meta"]["path"]).read_text())
+    except (OSError, KeyError, TypeError, ValueError, EOFError, AttributeError, ImportError,
+            pickle.UnpicklingError, yaml.YAMLError) as err:
+        raise ModelFolderError(f"model folder {path} is unreadable: {type(err).__name__}: "
+                               f"{err}") from err
+    if not hasattr(model, "predict") or not hasattr(model, "last_"):
+        raise ModelFolderError(f"model folder {path}: artifact 'model' is a "
+                               f"{type(model).__name__}, not a fitted forecaster")
     return model, meta
+
+
+def read_pyfunc_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The serving card logged with a pyfunc model folder (see
+    ``contract.serving_card``); None when the model was logged without one."""
+    import yaml
+
+    path = Path(path)
+    try:
+        spec = yaml.safe_load((path / "MLmodel").read_text())
+        card = spec["flavors"]["python_function"]["artifacts"].get("card")
+        return None if card is None else read_json(path / card["path"])
+    except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as err:
+        raise ModelFolderError(f"model folder {path}: serving card unreadable: "
+                               f"{type(err).__name__}: {err}") from err

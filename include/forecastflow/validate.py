@@ -16,6 +16,7 @@ import pandas as pd
 
 from forecastflow.config import ProblemConfig
 from forecastflow.data import DATE, SERIES, SeriesData
+from forecastflow.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class Issue:
         return prefix + self.message
 
 
-class DataValidationError(ValueError):
+class DataValidationError(UserInputError):
     """The data break the problem's contract; ``issues`` lists every broken rule."""
 
     def __init__(self, problem: str, issues: list[Issue]) -> None:

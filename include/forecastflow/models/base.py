@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 from forecastflow.data import DATE, SERIES
+from forecastflow.errors import UserInputError
 
 
-class ModelError(ValueError):
+class ModelError(UserInputError):
     """Bad input to a model (shape, columns, horizon) or use before fit."""
 
 
