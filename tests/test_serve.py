@@ -91,6 +91,39 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def start_server(home: Path, *args: str, registry_home: Path | None = None,
+                 ) -> tuple[subprocess.Popen, str]:
+    """`forecastflow serve` on SINGLE, EXOG, PANEL, NONE with state in ``home`` (the MLflow
+    store of ``registry_home`` when given); returns the process and base URL."""
+    port = free_port()
+    env = {**os.environ, "FORECASTFLOW_HOME": str(home)}
+    if registry_home is not None:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{registry_home}/mlflow.db"
+    log = (home / "serve.log").open("a")
+    process = subprocess.Popen(
+        [str(BIN / "forecastflow"), "-v", "serve", SINGLE, EXOG, PANEL, NONE, "--port",
+         str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def first_answer(base: str, path: str, body: object, timeout: float = 60.0) -> tuple[int, dict]:
+    """The first answer once the server accepts connections."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return call(base, path, body)
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("serve")
@@ -107,20 +140,12 @@ def server(tmp_path_factory):
         PANEL: register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
                         Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id"),
     }
-    port = free_port()
-    env = {**os.environ, "FORECASTFLOW_HOME": str(home)}
-    log = (home / "serve.log").open("w")
-    process = subprocess.Popen(
-        [str(BIN / "forecastflow"), "serve", SINGLE, EXOG, PANEL, NONE, "--port", str(port),
-         "--poll-seconds", "0.5"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_server(home, "--poll-seconds", "0.5")
     try:
         wait_for(lambda: call(base, "/health")[1]["status"] == "ok", what="server start")
         yield {"base": base, "home": home, "single": single, "versions": models}
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        stop_server(process)
         mlflow.set_tracking_uri(None)
         if old is None:
             os.environ.pop("FORECASTFLOW_HOME", None)
@@ -239,3 +264,103 @@ def test_hot_swap_and_failed_load_fallback(server):
     # Rolling back to a good version clears the error.
     registry.promote(SINGLE, v2, ["test: back"])
     wait_for(lambda: call(base, "/health")[1]["status"] == "ok", timeout=30, what="recovery")
+
+
+def test_first_start_and_restart_answer_before_the_model_is_read(server, tmp_path):
+    """A second server with its own (empty) serving cache on the same registry: the first
+    start finds champions without the MLflow client ("lookup") and answers exog-free requests
+    from the serving card logged with the model; after a restart it answers from its cache.
+    Card answers equal the model's answers; the registry check then verifies the versions."""
+    base = server["base"]
+    wanted = {(SINGLE, 5): None, (PANEL, 4): None}
+    for (name, h) in wanted:  # computed by the module's server, with its model in memory
+        wanted[name, h] = call(base, f"/problems/{name}/forecast", {"horizon": h})[1]
+    panel_b = call(base, f"/problems/{PANEL}/forecast", {"horizon": 3, "series_ids": ["b"]})[1]
+    exog_body = {"horizon": 2, "exog": [{"price": 10.0}, {"price": 11.0}]}
+    exog = call(base, f"/problems/{EXOG}/forecast", exog_body)[1]
+
+    for start in ("first start", "restart"):
+        process, other = start_server(tmp_path, "--poll-seconds", "2", "--cache-size", "0",
+                                      registry_home=server["home"])
+        try:
+            code, out = first_answer(other, f"/problems/{SINGLE}/forecast", {"horizon": 5})
+            assert code == 200 and out == wanted[SINGLE, 5], start
+            health = call(other, "/health")[1]
+            assert health["models"][SINGLE]["source"] == (
+                "lookup" if start == "first start" else "cache"), (start, health)
+            assert health["models"][NONE]["note"] == "no champion in the registry yet"
+            assert call(other, f"/problems/{PANEL}/forecast", {"horizon": 4})[1] == wanted[
+                PANEL, 4]
+            assert call(other, f"/problems/{PANEL}/forecast", {
+                "horizon": 3, "series_ids": ["b"]})[1] == panel_b
+            # Exog requests need the model: answered once it is read (the request waits).
+            assert call(other, f"/problems/{EXOG}/forecast", exog_body)[1] == exog
+            health = wait_for(lambda url=other: (h := call(url, "/health")[1])["status"] == "ok"
+                              and h, what="registry verification")
+            assert all(m["model_in_memory"] and m["source"] == "registry"
+                       for p, m in health["models"].items() if p != NONE), health
+            # With the model in memory (and no result cache) the answer is the same.
+            assert call(other, f"/problems/{SINGLE}/forecast", {"horizon": 5})[1] == wanted[
+                SINGLE, 5]
+        finally:
+            stop_server(process)
+    assert (tmp_path / "serving" / SINGLE / "champion.json").exists()
+
+
+def test_restart_with_an_unreadable_cached_model(server, tmp_path):
+    """A corrupt cached pickle does not stop a restart: exog-free requests are answered from
+    the card, /health names the problem, and the registry check downloads a good copy (the
+    bad one is kept aside)."""
+    process, other = start_server(tmp_path, "--poll-seconds", "30",
+                                  registry_home=server["home"])
+    try:
+        wait_for(lambda: call(other, "/health")[1]["status"] == "ok", what="start")
+    finally:
+        stop_server(process)
+    version = json.loads((tmp_path / "serving" / SINGLE / "champion.json").read_text())[
+        "version"]
+    (tmp_path / "serving" / SINGLE / version / "artifacts" / "model.pkl").write_bytes(b"junk")
+
+    process, other = start_server(tmp_path, "--poll-seconds", "30",
+                                  registry_home=server["home"])
+    try:
+        code, out = first_answer(other, f"/problems/{SINGLE}/forecast", {"horizon": 3})
+        assert code == 200 and out["model_version"] == version
+        health = wait_for(lambda: (h := call(other, "/health")[1])["models"][SINGLE]["error"]
+                          and h, what="the unreadable copy reported")
+        assert "UnpicklingError" in health["models"][SINGLE]["error"]
+        # The first registry check (3 s after start) fetches the version again.
+        health = wait_for(lambda: (h := call(other, "/health")[1])["status"] == "ok" and h,
+                          what="healed from the registry")
+        assert health["models"][SINGLE]["model_in_memory"]
+        assert health["models"][SINGLE]["error"] is None
+        kept = list((tmp_path / "serving" / SINGLE).glob(f".unreadable-{version}.*/model"))
+        assert len(kept) == 1
+    finally:
+        stop_server(process)
+
+
+def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
+    """In process: a first start's slots hold the serving card, not the model; their answers
+    equal the model's (every horizon, series subsets); an exog request reads the model."""
+    from forecastflow.serve import Hub
+
+    hub = Hub([SINGLE, PANEL, EXOG], tmp_path, poll_seconds=60, cache_size=0)
+    hub.load_fast()  # the module's registry (FORECASTFLOW_HOME), no MLflow client
+    assert hub.slots[SINGLE].model is None and len(hub.slots[SINGLE].table) == 12
+    assert hub.slots[EXOG].model is None and hub.slots[EXOG].table is None
+    bodies = [(SINGLE, {"horizon": h}) for h in (1, 7, 12)] + [
+        (PANEL, {"horizon": 12}), (PANEL, {"horizon": 2, "series_ids": ["c", "a"]})]
+    from_card = [hub.forecast(name, json.dumps(b).encode()) for name, b in bodies]
+    assert hub.slots[SINGLE].model is None  # still: those came from the card
+    hub.load_models()
+    assert hub.slots[SINGLE].model is not None and hub.slots[PANEL].model is not None
+    assert [hub.forecast(name, json.dumps(b).encode()) for name, b in bodies] == from_card
+    assert [len(out["forecasts"]) for out in from_card] == [1, 7, 12, 36, 4]
+
+    fresh = Hub([EXOG], tmp_path, poll_seconds=60, cache_size=0)
+    fresh.load_fast()
+    body = {"horizon": 2, "exog": [{"price": 10.0}, {"price": 11.0}]}
+    out = fresh.forecast(EXOG, json.dumps(body).encode())
+    assert [p["step"] for p in out["forecasts"]] == [1, 2]
+    assert fresh.slots[EXOG].model is not None

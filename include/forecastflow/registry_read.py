@@ -130,17 +130,29 @@ def _get(url: str) -> bytes:
 
 
 def _get_json(base: str, endpoint: str, **params: str) -> dict[str, Any] | None:
-    """JSON of an MLflow REST call; None when the resource does not exist."""
+    """JSON of an MLflow REST call; None when the model or alias does not exist."""
     url = f"{base}/api/2.0/mlflow/{endpoint}?{urllib.parse.urlencode(params)}"
     try:
         return json.loads(_get(url))
     except LookupUnavailableError as err:
         cause = err.__cause__
-        if isinstance(cause, urllib.error.HTTPError) and cause.code == 404:
+        if isinstance(cause, urllib.error.HTTPError) and _missing(cause):
             return None
         raise
     except ValueError as err:
         raise LookupUnavailableError(f"GET {url}: not JSON: {err}") from err
+
+
+def _missing(err: urllib.error.HTTPError) -> bool:
+    """MLflow's answer for an unknown model (RESOURCE_DOES_NOT_EXIST) or alias
+    (INVALID_PARAMETER_VALUE, "... alias ... not found")."""
+    try:
+        body = json.loads(err.read() or b"{}")
+    except ValueError:
+        return False
+    code, message = body.get("error_code"), str(body.get("message", ""))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message)
 
 
 def _rest_alias(base: str, name: str, alias: str) -> VersionRef | None:
