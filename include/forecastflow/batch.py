@@ -1,11 +1,14 @@
 """Batch forecasts from the champion: task bodies of the ``forecast_<problem>`` DAG.
 
 The champion (``models:/<problem>@champion``, resolved to a version number once per run so a
-promotion mid-run cannot mix versions) forecasts the problem's horizon from the end of the
-data it was trained on. Exogenous inputs are held at their last training values (recorded in
-the ``exog_scenario`` column). Rows go to the forecast store, partitioned by problem and run
-(the data interval), so a re-run replaces its own partition; a plot of the latest history
-with the forecast and its interval band goes to MLflow.
+promotion mid-run cannot mix versions) forecasts the problem's horizon from the latest data
+before the run's cutoff: its state is moved to the end of those data with its estimated
+parameters unchanged (``Forecaster.update``, no refit). When the data cannot be read or do not
+fit the model (a series it does not know is missing, say), it forecasts from the end of its
+training data instead and says why; the ``origin_from`` column records which. Exogenous inputs
+are held at their last observed values (``exog_scenario``). Rows go to the forecast store,
+partitioned by problem and run (the data interval), so a re-run replaces its own partition; a
+plot of the latest history with the forecast and its interval band goes to MLflow.
 """
 
 from __future__ import annotations
@@ -53,17 +56,22 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
     name = problem.name
     current = champion(name)
     model, meta = registry.load_version(name, current["version"])
+    trained_to = origin_of(model)
     horizon = int((ctx.get("params") or {}).get("horizon") or meta["horizon"])
+    data = latest_data(problem, ctx["cutoff"])
+    model, meta, origin_from = from_latest(name, model, meta, data)
     rows = forecast_frame(model, meta, horizon)
     origin = origin_of(model)
     key = run_key(ctx["cutoff"])
     rows = rows.assign(model_version=current["version"], family=current["family"],
-                       origin=origin, cutoff=pd.Timestamp(ctx["cutoff"]),
+                       origin=origin, origin_from=origin_from,
+                       cutoff=pd.Timestamp(ctx["cutoff"]),
                        created_at=pd.Timestamp(ctx["created_at"]), run_key=key,
                        exog_scenario="held_last" if meta.get("exog") else "none")
     location = open_store().write(name, key, FORECASTS, rows)
-    log.info("forecast %s: champion v%s (%s) trained up to %s, %d steps x %d series/targets "
-             "-> %s", name, current["version"], current["family"], origin.date(), horizon,
+    log.info("forecast %s: champion v%s (%s) trained up to %s, forecasting from %s (%s), "
+             "%d steps x %d series/targets -> %s", name, current["version"], current["family"],
+             trained_to.date(), origin.date(), origin_from, horizon,
              len(rows) // max(horizon, 1), location)
     run_id = tracking.find_or_create_run(
         name, {"airflow_run_id": ctx["run_id"], "forecastflow.role": "forecast"},
@@ -71,13 +79,7 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
         tags={"dag_id": ctx["dag_id"], "model_version": current["version"],
               "data_cutoff": ctx["cutoff"]})
     folder = Path(location).parent
-    history = latest_history(problem, ctx["cutoff"])
-    if history is not None:
-        dates = history.index.get_level_values(DATE) if SERIES in rows.columns else history.index
-        if dates.max() > origin:
-            log.info("forecast %s: the source has data up to %s, after the champion's %s; "
-                     "the next train_%s run moves the forecast origin", name,
-                     dates.max().date(), origin.date(), name)
+    history = None if data is None else data.y
     plot = plot_forecast_rows(name, rows, history, float(meta.get("coverage", 0.9)),
                               f"champion v{current['version']} ({current['family']}), "
                               f"from {origin.date()}", folder / "forecast.png")
@@ -93,19 +95,50 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
             "parent_run_id": run_id}
 
 
-def latest_history(problem: Any, cutoff: str) -> pd.DataFrame | None:
-    """The source's validated targets before ``cutoff``, or None (logged) when the source
-    cannot be read or fails validation: the stored forecasts do not depend on it."""
+def latest_data(problem: Any, cutoff: str) -> Any | None:
+    """The source's validated data before ``cutoff`` (``SeriesData``), or None (logged) when
+    the source cannot be read or fails validation."""
     from forecastflow.ingest import SourceError, read_source
     from forecastflow.validate import DataValidationError, validate
 
     try:
-        data = validate(read_source(problem.source), problem,
+        return validate(read_source(problem.source), problem,
                         cutoff=pd.Timestamp(cutoff) - pd.Timedelta(1, "ns"))
     except (SourceError, DataValidationError) as err:
-        log.error("forecast %s: the plot shows no history: %s", problem.name, err)
+        log.error("forecast %s: cannot use the latest data, forecasting from the end of the "
+                  "training data: %s", problem.name, err)
         return None
-    return data.y
+
+
+def from_latest(name: str, model: Any, meta: dict[str, Any], data: Any | None,
+                ) -> tuple[Any, dict[str, Any], str]:
+    """The model moved to the end of ``data`` (and metadata whose held exog values are the
+    latest observed), with ``"latest_data"``; or the model as trained, with
+    ``"training_end"``, when there are no newer data or they do not fit the model."""
+    from forecastflow.data import last_exog
+    from forecastflow.models.base import ModelError
+
+    if data is None:
+        return model, meta, "training_end"
+    y, X = data.y, data.X
+    if data.is_panel:  # series the model does not know cannot be forecast by it: left out
+        known = y.index.get_level_values(SERIES).astype(str).isin(meta["series"])
+        if not known.all():
+            extra = sorted(set(y.index.get_level_values(SERIES)[~known].astype(str)))
+            log.warning("forecast %s: %d series not in the champion are left out: %s", name,
+                        len(extra), extra[:10])
+            y, X = y[known], None if X is None else X[known]
+    try:
+        moved = model.update(y, X)
+    except ModelError as err:
+        log.warning("forecast %s: forecasting from the end of the training data (%s), not "
+                    "from the latest data: %s", name, origin_of(model).date(), err)
+        return model, meta, "training_end"
+    if origin_of(moved) == origin_of(model):
+        return model, meta, "training_end"  # no newer data
+    if X is not None:
+        meta = {**meta, "exog_last": last_exog(X)}
+    return moved, meta, "latest_data"
 
 
 def plot_forecast_rows(name: str, rows: pd.DataFrame, history: pd.DataFrame | None,

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,10 @@ def period_ordinals(index: pd.DatetimeIndex, freq: str) -> np.ndarray:
         pd.Timestamp("1900-01-01"))
     grid = pd.date_range(start, index.max(), freq=offset)
     return grid.searchsorted(index).astype(np.int64)
+
+
+def last_exog(X: pd.DataFrame) -> dict[str, Any]:
+    """The last observed exogenous values (per series for panels): the held-last scenario."""
+    if isinstance(X.index, pd.MultiIndex):
+        return {str(sid): g.iloc[-1].to_dict() for sid, g in X.groupby(level=SERIES, sort=False)}
+    return X.iloc[-1].to_dict()

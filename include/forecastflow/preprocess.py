@@ -132,7 +132,8 @@ class ForecastPipeline(Forecaster):
     def fit_info_(self) -> dict[str, object]:
         return getattr(self.model_, "fit_info_", {"converged": True, "warnings": []})
 
-    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+    def _transformed(self, y: pd.DataFrame, X: pd.DataFrame | None,
+                     ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         self.transform_ = Transform(self.transform)
         z = self.transform_.fit_transform(y)
         Xz = self.transform_.transform_exog(str_ids(X))
@@ -140,7 +141,17 @@ class ForecastPipeline(Forecaster):
             z.index = pd.DatetimeIndex(z.index, freq=self.freq_, name=DATE)
             if Xz is not None:
                 Xz.index = z.index
+        return z, Xz
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        z, Xz = self._transformed(y, X)
         self.model_ = adapt(self.model.clone(), z).fit(z, Xz)
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        # The transform's state (the last levels for diff) follows the data; the model's
+        # estimated parameters do not change.
+        z, Xz = self._transformed(y, X)
+        self.model_ = self.model_.update(z, Xz)
 
     def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
         if not hasattr(self, "model_"):

@@ -373,15 +373,9 @@ def register(ctx: Context, validated: dict[str, Any], selected: dict[str, Any],
 def model_meta(problem: ProblemConfig, data: Any, model: Any,
                selected: dict[str, Any]) -> dict[str, Any]:
     """What the pyfunc needs besides the fitted model."""
-    from forecastflow.data import SERIES
+    from forecastflow.data import last_exog
 
-    exog_last: dict[str, Any] = {}
-    if data.X is not None:
-        if data.is_panel:
-            exog_last = {str(sid): g.iloc[-1].to_dict()
-                         for sid, g in data.X.groupby(level=SERIES, sort=False)}
-        else:
-            exog_last = data.X.iloc[-1].to_dict()
+    exog_last = {} if data.X is None else last_exog(data.X)
     return {"problem": problem.name, "horizon": problem.horizon,
             "horizon_limit": problem.horizon_limit, "exog": data.exog, "exog_last": exog_last,
             "panel": data.is_panel, "series": [str(s) for s in data.series_ids],

@@ -101,6 +101,7 @@ def test_forecast_then_monitor_triggers_retrain_only_when_missed(setup):
     rows = pd.read_parquet(part / "forecasts.parquet")
     assert len(rows) == 12 and set(rows["model_version"]) == {"1"}
     assert str(rows["date"].min().date()) == "2025-01-01"
+    assert set(rows["origin_from"]) == {"training_end"}  # no data after the training data
     assert {"forecast", "lower", "upper", "origin", "cutoff", "created_at"} <= set(rows.columns)
     assert (part / "forecast.png").stat().st_size > 10_000
     # Idempotent per data interval: a re-run replaces its partition.
@@ -130,3 +131,13 @@ def test_forecast_then_monitor_triggers_retrain_only_when_missed(setup):
     assert len(train_runs(db)) == 2
     history = mlflow_monitoring(env)
     assert len(history["1"]) == 2 and history["1"][0] > 1.5 > history["1"][1]
+
+    # Rows arrived since training: the next forecast starts from the latest data before its
+    # cutoff (the champion's state is moved to them, no refit).
+    later = dags_test(env, f"forecast_{NAME}", "2025-04-01")
+    assert later.returncode == 0, later.stdout[-3000:] + later.stderr[-3000:]
+    rows = pd.read_parquet(setup["state"] / "forecasts" / f"problem={NAME}"
+                           / "run=2025-04-01T00-00-00" / "forecasts.parquet")
+    assert set(rows["origin_from"]) == {"latest_data"} and set(rows["model_version"]) == {"1"}
+    assert str(rows["date"].min().date()) == "2025-04-01"
+    assert str(pd.Timestamp(rows["origin"].iloc[0]).date()) == "2025-03-01"

@@ -146,24 +146,68 @@ class Forecaster:
             raise ModelError(f"{self.family}: y has missing values in "
                              f"{list(y.columns[y.isna().any()])} at {where}; validate the "
                              "data first")
-        dates = y.index.get_level_values(DATE) if panel else y.index
         freq = getattr(y.index, "freq", None) if not panel else None
         self.freq_ = freq.freqstr if freq is not None else _infer_freq(y.index, panel)
         if self.freq_ is None:
             raise ModelError(f"{self.family}: cannot tell the frequency of y's index")
         self.targets_ = list(y.columns)
         self.exog_ = None if X is None else list(X.columns)
-        if panel:
-            ends = y.reset_index(level=DATE)[DATE].groupby(level=SERIES, sort=False).max()
-            self.last_ = {str(k): pd.Timestamp(v) for k, v in ends.items()}
-        else:
-            self.last_ = pd.Timestamp(dates[-1])
+        self.last_ = _ends(y)
         self.n_obs_ = len(y)
         self._fit(y, X)
         return self
 
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         raise NotImplementedError
+
+    # Updating --------------------------------------------------------------------------
+
+    def update(self, y: pd.DataFrame, X: pd.DataFrame | None = None) -> Forecaster:
+        """A copy whose state is moved to the end of ``y`` with the estimated parameters
+        unchanged (no re-estimation): its forecasts start after ``y``'s last date.
+
+        ``y`` is the whole history up to the new origin (the fitted periods and the new
+        ones), with the fitted targets, series and exogenous columns; ``self`` is not changed.
+        """
+        if not hasattr(self, "targets_"):
+            raise ModelError(f"{self.family}: call fit before update")
+        if isinstance(y, pd.Series):
+            y = y.to_frame()
+        if list(y.columns) != self.targets_:
+            raise ModelError(f"{self.family}: update needs targets {self.targets_}, got "
+                             f"{list(y.columns)}")
+        if y.isna().to_numpy().any():
+            raise ModelError(f"{self.family}: update data have missing values")
+        if self.exog_:
+            if X is None or [c for c in self.exog_ if c not in X.columns]:
+                raise ModelError(f"{self.family}: update needs exogenous columns {self.exog_}")
+            X = X[self.exog_]
+            if not X.index.equals(y.index):
+                raise ModelError(f"{self.family}: update X index does not match y index")
+        else:
+            X = None
+        ends = _ends(y)
+        if isinstance(self.last_, dict):
+            if not isinstance(ends, dict) or set(ends) != set(self.last_):
+                got = set(ends) if isinstance(ends, dict) else {"(single series)"}
+                raise ModelError(f"{self.family}: update needs the fitted series; new "
+                                 f"{sorted(got - set(self.last_))[:5]}, missing "
+                                 f"{sorted(set(self.last_) - got)[:5]}")
+            ends = {sid: ends[sid] for sid in self.last_}  # the fitted series order
+            early = [sid for sid in ends if ends[sid] < self.last_[sid]]
+        else:
+            early = ["(single series)"] if isinstance(ends, dict) or ends < self.last_ else []
+        if early:
+            raise ModelError(f"{self.family}: update data end before the fitted data for "
+                             f"{early[:5]}")
+        new = object.__new__(type(self))  # a shallow copy without the pickling hooks
+        new.__dict__.update(self.__dict__)
+        new.last_, new.n_obs_ = ends, len(y)
+        new._update(y, X)
+        return new
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        raise ModelError(f"{self.family} cannot move its origin without refitting")
 
     # Forecasting -----------------------------------------------------------------------
 
@@ -224,6 +268,14 @@ class Forecaster:
     def _predict(self, horizon: int, X: pd.DataFrame | None,
                  index: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def _ends(y: pd.DataFrame) -> pd.Timestamp | dict[str, pd.Timestamp]:
+    """Last date of a series, or of each series of a panel (first-seen order)."""
+    if isinstance(y.index, pd.MultiIndex):
+        ends = y.reset_index(level=DATE)[DATE].groupby(level=SERIES, sort=False).max()
+        return {str(k): pd.Timestamp(v) for k, v in ends.items()}
+    return pd.Timestamp(y.index[-1])
 
 
 def _infer_freq(index: pd.Index, panel: bool) -> str | None:

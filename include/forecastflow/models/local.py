@@ -33,6 +33,9 @@ class PerColumn(Forecaster):
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         self.models_ = {col: self.model.clone().fit(y[[col]], X) for col in y.columns}
 
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self.models_ = {col: m.update(y[[col]], X) for col, m in self.models_.items()}
+
     def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
         if not hasattr(self, "models_"):
             raise ModelError("per_column: call fit before predict")
@@ -81,6 +84,15 @@ class PerSeries(Forecaster):
             first = next(iter(self.fallbacks_.items()))
             raise FitError(f"{self.model.family} failed on every series, e.g. {first[0]!r}: "
                            f"{first[1]}")
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        models = {}
+        for sid, ys in y.groupby(level=SERIES, sort=False):
+            model = self.models_[str(sid)]
+            xs = None if X is None or not model.exog_ else _single(
+                X.xs(sid, level=SERIES, drop_level=False), self.freq_)
+            models[str(sid)] = model.update(_single(ys, self.freq_), xs)
+        self.models_ = {sid: models[sid] for sid in self.models_}
 
     def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
         if not hasattr(self, "models_"):

@@ -17,6 +17,10 @@ class _Baseline(Forecaster):
         self.sigma_ = residual_sigma(self._residuals(y.to_numpy(dtype=float)))
         self.n_train_ = len(y)
 
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        # The latest values move; the residual scale (and drift) stay as estimated.
+        self.history_ = y.to_numpy(dtype=float)[-self._memory():]
+
     def _memory(self) -> int:
         return 1
 

@@ -26,8 +26,9 @@ class StateSpaceForecaster(Forecaster):
     def _build(self, endog: np.ndarray, exog: np.ndarray | None) -> Any:
         raise NotImplementedError
 
-    def _arrays(self, y: pd.DataFrame, X: pd.DataFrame | None) -> tuple[np.ndarray,
-                                                                         np.ndarray | None]:
+    def _arrays(self, y: pd.DataFrame, X: pd.DataFrame | None, refit: bool = True,
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Model inputs (``refit=False``: with any scaling learned at fit time)."""
         return y.to_numpy(dtype=float), None if X is None else X.to_numpy(dtype=float)
 
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
@@ -60,6 +61,11 @@ class StateSpaceForecaster(Forecaster):
                           if getattr(results, "mle_retvals", None) else -1,
                           "aic": float(results.aic) if np.isfinite(results.aic) else None}
         self.results_ = results
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        # One Kalman filter pass over the longer history with the estimated parameters.
+        self.endog_, self.exog_values_ = self._arrays(y, X, refit=False)
+        self._refilter()
 
     def _refilter(self) -> None:
         with warnings.catch_warnings():

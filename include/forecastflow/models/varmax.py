@@ -34,17 +34,19 @@ class Varmax(StateSpaceForecaster):
         self.maxiter = maxiter
         self.coverage = coverage
 
-    def _arrays(self, y: pd.DataFrame, X: pd.DataFrame | None) -> tuple[np.ndarray,
-                                                                         np.ndarray | None]:
+    def _arrays(self, y: pd.DataFrame, X: pd.DataFrame | None, refit: bool = True,
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         if y.shape[1] < 2:
             raise ModelError(f"varmax needs at least 2 target columns, got {list(y.columns)}")
         endog = y.to_numpy(dtype=float)
         exog = None if X is None else X.to_numpy(dtype=float)
         if self.scale:
-            self.y_mean_, self.y_std_ = endog.mean(axis=0), _safe_std(endog)
+            if refit:
+                self.y_mean_, self.y_std_ = endog.mean(axis=0), _safe_std(endog)
+                if exog is not None:
+                    self.x_mean_, self.x_std_ = exog.mean(axis=0), _safe_std(exog)
             endog = (endog - self.y_mean_) / self.y_std_
             if exog is not None:
-                self.x_mean_, self.x_std_ = exog.mean(axis=0), _safe_std(exog)
                 exog = (exog - self.x_mean_) / self.x_std_
         return endog, exog
 
