@@ -6,7 +6,9 @@ Each server is started on loopback and measured for
 - latency and throughput: a separate driver process (asyncio + aiohttp, keep-alive
   connections) posts 12-step forecasts for a fixed time and reports p50/p99 and requests/s.
 ForecastFlow is measured with its response cache on (default; repeated identical requests)
-and off (``--cache-size 0``: every request runs the model). Targets: p99 <= 20 ms, cold
+and off (``--cache-size 0``: every request runs the model). Its first start (empty serving
+cache: champion looked up in the registry and copied) is measured twice, then a restart
+(serving cache kept) before each load run. Targets: p99 <= 20 ms, cold
 start <= 2 s, and better than `mlflow models serve` on both.
 
     .venv/bin/python bench/serving.py [--seconds 10] [--concurrency 4]
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -178,8 +181,13 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/problems/{NAME}/forecast"
     cmd = [str(BIN / "forecastflow"), "serve", NAME, "--port", str(port)]
-    first, process = cold_start(cmd, env, url, body)  # empty serving cache: from the registry
-    stop(process)
+    firsts = []
+    for _ in range(2):  # empty serving cache: the champion comes from the registry
+        shutil.rmtree(home / "serving", ignore_errors=True)
+        seconds, process = cold_start(cmd, env, url, body)
+        firsts.append(seconds)
+        stop(process)
+    first = max(firsts)  # the slower of the two, for the ratio
     measure("forecastflow cache on", cmd, env, url, body)
     measure("forecastflow cache off", [*cmd, "--cache-size", "0"], env, url, body)
     port = free_port()
@@ -195,7 +203,8 @@ def main() -> int:
     for label, r in results.items():
         print(f"{label:34s} {r['cold_s']:12.2f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} "
               f"{r['rps']:8.1f} {r['errors']:6d}")
-    print(f"forecastflow first start (empty serving cache, registry download): {first:.2f}s")
+    print(f"forecastflow first start (empty serving cache, registry lookup + copy): "
+          f"{', '.join(f'{v:.2f}' for v in firsts)} s")
     for level in levels:
         base = results[f"mlflow models serve, {level} conn"]
         for label in ("forecastflow cache on", "forecastflow cache off"):
