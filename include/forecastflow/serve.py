@@ -183,6 +183,8 @@ class Hub:
         model is read later by :meth:`load_models`), else from the model itself."""
         card = self._read_card(problem, version)
         if card is not None:
+            if family == "?":
+                family = str(card["meta"].get("family", "?"))
             self._install(Slot(problem, version, family, None, card["meta"], metrics,
                                str(card["origin"]), time.time(), source, card["table"]))
             return True
