@@ -20,17 +20,17 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import warnings
 from datetime import datetime
 from pathlib import Path
+
+from forecastflow.standalone import standalone
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -112,61 +112,40 @@ def dag_seconds(problem: str, env: dict, port: int, timeout: float = 1200) -> di
     airflow(env, "db", "migrate")
     log_path = Path(env["AIRFLOW_HOME"]) / "standalone.log"
     dag_id = f"train_{problem}"
-    with log_path.open("w") as log:
-        server = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.time() + 300
-            while time.time() < deadline:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health",
-                                           timeout=2)
-                    if dag_id in airflow(env, "dags", "list", "-o", "plain", check=False):
-                        break
-                except OSError:
-                    pass
-                time.sleep(2)
-            else:
-                raise RuntimeError(f"standalone did not come up; see {log_path}")
-            # Unpausing starts the latest scheduled interval (catchup is off): one run, no
-            # champion yet, the same work as the serial loop plus tracking and registry.
-            airflow(env, "dags", "unpause", dag_id)
-            # Poll the SQLite metadata read-only and rarely: an `airflow` CLI call per poll
-            # would take a core away from the run being measured.
-            db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
-            deadline = time.time() + timeout
-            while time.time() < deadline:
-                time.sleep(5)
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                    row = conn.execute("select state, start_date, end_date from dag_run where "
-                                       "dag_id = ? order by id desc limit 1",
-                                       (dag_id,)).fetchone()
-                if row and row[0] in ("success", "failed"):
-                    break
-            else:
-                raise RuntimeError(f"{dag_id} did not finish in {timeout}s")
-            start, end = (datetime.fromisoformat(v) for v in row[1:])
+    with standalone(env, port, [dag_id], log_path):
+        # Unpausing starts the latest scheduled interval (catchup is off): one run, no
+        # champion yet, the same work as the serial loop plus tracking and registry.
+        airflow(env, "dags", "unpause", dag_id)
+        # Poll the SQLite metadata read-only and rarely: an `airflow` CLI call per poll
+        # would take a core away from the run being measured.
+        db = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            time.sleep(5)
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                tasks = conn.execute(
-                    "select task_id, map_index, queued_dttm, start_date, end_date from "
-                    "task_instance where dag_id = ? and start_date is not null "
-                    "order by start_date", (dag_id,)).fetchall()
-            timeline = []
-            for task_id, index, queued, began, ended in tasks:
-                began, ended = datetime.fromisoformat(began), datetime.fromisoformat(ended)
-                queued = datetime.fromisoformat(queued) if queued else began
-                timeline.append((f"{task_id}[{index}]" if index >= 0 else task_id,
-                                 (queued - start).total_seconds(),
-                                 (began - start).total_seconds(),
-                                 (ended - start).total_seconds()))
-            return {"state": row[0], "seconds": (end - start).total_seconds(),
-                    "timeline": timeline}
-        finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+                row = conn.execute("select state, start_date, end_date from dag_run where "
+                                   "dag_id = ? order by id desc limit 1",
+                                   (dag_id,)).fetchone()
+            if row and row[0] in ("success", "failed"):
+                break
+        else:
+            raise RuntimeError(f"{dag_id} did not finish in {timeout}s")
+        start, end = (datetime.fromisoformat(v) for v in row[1:])
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            tasks = conn.execute(
+                "select task_id, map_index, queued_dttm, start_date, end_date from "
+                "task_instance where dag_id = ? and start_date is not null "
+                "order by start_date", (dag_id,)).fetchall()
+        timeline = []
+        for task_id, index, queued, began, ended in tasks:
+            began, ended = datetime.fromisoformat(began), datetime.fromisoformat(ended)
+            queued = datetime.fromisoformat(queued) if queued else began
+            timeline.append((f"{task_id}[{index}]" if index >= 0 else task_id,
+                             (queued - start).total_seconds(),
+                             (began - start).total_seconds(),
+                             (ended - start).total_seconds()))
+        return {"state": row[0], "seconds": (end - start).total_seconds(),
+                "timeline": timeline}
 
 
 def main() -> int:

@@ -125,7 +125,11 @@ class Hub:
     _stop: threading.Event = field(default_factory=threading.Event)
     _results: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _load_lock: threading.RLock = field(default_factory=threading.RLock)
+    _load_locks: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One lock per problem: a request waits only for its own model being read.
+        self._load_locks = {problem: threading.Lock() for problem in self.problems}
 
     # Loading ---------------------------------------------------------------------------
 
@@ -232,7 +236,8 @@ class Hub:
     def load_models(self) -> None:
         """After start-up (background): read the models of slots answering from their card
         and write the cards that are missing."""
-        for problem in list(self.slots):
+        # Problems without a forecast table first: only their models can answer them.
+        for problem in sorted(self.slots, key=lambda p: self.slots[p].table is not None):
             slot = self._attach_model(problem)
             if slot is not None and slot.model is not None and self._read_card(
                     problem, slot.version) is None:
@@ -240,7 +245,7 @@ class Hub:
 
     def _attach_model(self, problem: str) -> Slot | None:
         """Read the model of ``problem``'s slot from the serving cache (once; callers wait)."""
-        with self._load_lock:
+        with self._load_locks[problem]:
             slot = self.slots.get(problem)
             if slot is None or slot.model is not None:
                 return slot
@@ -283,7 +288,7 @@ class Hub:
                     self._install(Slot(**{**slot.__dict__, "source": "registry"}))
                 self.errors.pop(problem, None)
                 continue
-            with self._load_lock:  # a cached copy that could not be read is fetched again
+            with self._load_locks[problem]:  # an unreadable cached copy is fetched again
                 try:
                     model, meta = registry.load_version(problem, version, cache=self.cache)
                 except registry.ModelLoadError as err:

@@ -4,19 +4,17 @@ champion Asset event starts `forecast_<problem>`, which writes the forecast part
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import time
-import urllib.request
 
 import pandas as pd
 import pytest
 import yaml
 
 from forecastflow.datasets import load_dataset
+from forecastflow.standalone import standalone
 from tests.dags.conftest import BIN, base_env
 
 NAME = "airline_asset"
@@ -69,26 +67,9 @@ def test_champion_asset_event_triggers_forecast_dag(tmp_path):
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
     })
     airflow(env, "db", "migrate")
-    log = (home / "standalone.log").open("w")
-    server = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
     db = home / "airflow.db"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health",
-                                       timeout=2)
-                listed = subprocess.run([str(BIN / "airflow"), "dags", "list", "-o", "plain"],
-                                        env=env, capture_output=True, text=True, timeout=120,
-                                        check=False)
-                if f"forecast_{NAME}" in listed.stdout and f"train_{NAME}" in listed.stdout:
-                    break
-            except OSError:
-                pass
-            time.sleep(3)
-        else:
-            pytest.fail(f"airflow standalone did not come up; see {home / 'standalone.log'}")
+    with standalone(env, port, [f"forecast_{NAME}", f"train_{NAME}"],
+                    home / "standalone.log"):
         # Unpausing starts one run of each for the latest interval (catchup is off); the
         # forecast run may find no champion yet and skip. The promotion then triggers another.
         airflow(env, "dags", "unpause", f"forecast_{NAME}")
@@ -108,10 +89,3 @@ def test_champion_asset_event_triggers_forecast_dag(tmp_path):
         assert parts, "the asset-triggered run wrote no forecasts"
         rows = pd.concat(pd.read_parquet(p) for p in parts)
         assert set(rows["model_version"]) == {"1"} and rows["step"].max() == 6
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
