@@ -364,3 +364,31 @@ def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
     out = fresh.forecast(EXOG, json.dumps(body).encode())
     assert [p["step"] for p in out["forecasts"]] == [1, 2]
     assert fresh.slots[EXOG].model is not None
+
+
+def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_path):
+    """Versions logged before serving cards existed: the first start reads the model, then
+    writes the card itself (``v<version>.json``), which the next start answers from."""
+    import yaml
+
+    from forecastflow.serve import Hub
+
+    hub = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    hub.load_fast()
+    version = hub.slots[SINGLE].version
+    mlmodel = tmp_path / SINGLE / version / "MLmodel"
+    spec = yaml.safe_load(mlmodel.read_text())
+    del spec["flavors"]["python_function"]["artifacts"]["card"]
+    mlmodel.write_text(yaml.safe_dump(spec))
+    expected = hub.forecast(SINGLE, b'{"horizon": 4}')
+
+    old = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    old.load_cached()
+    assert old.slots[SINGLE].model is not None  # no card: the model was read at start
+    old.load_models()
+    assert (tmp_path / SINGLE / f"v{version}.json").exists()
+
+    again = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    again.load_cached()
+    assert again.slots[SINGLE].model is None and again.slots[SINGLE].table
+    assert again.forecast(SINGLE, b'{"horizon": 4}') == expected

@@ -6,13 +6,15 @@ every ``poll_seconds`` and swaps in a model whose alias moved. The swap replaces
 an immutable snapshot, so a request sees either the old or the new model, never a mix. A new
 version that fails to load leaves the old one serving and is reported by ``GET /health``.
 
-Downloaded versions are kept under ``<state>/serving/<problem>/<version>/`` with a pointer to
-the last champion served (``champion.json``) and a version card (``v<version>.json``: metadata,
-metrics and, for problems without exogenous inputs, the forecast table for the maximum
-horizon). A restart serves from the card at once: a forecast for ``h`` steps is the first ``h``
-steps of the maximum-horizon forecast (tested for every family), so exog-free requests are
-answered before the model itself is unpickled in the background, and MLflow is only imported
-when the poller checks the registry a few seconds later.
+Start-up needs neither MLflow nor the model itself. Versions are copied to
+``<state>/serving/<problem>/<version>/`` with a pointer to the last champion served
+(``champion.json``): a restart serves from there; a first start looks the champion up with
+:mod:`forecastflow.registry_read` (no MLflow client) and copies it. Each version carries a
+serving card (logged with the model; written here as ``v<version>.json`` for models registered
+without one): metadata, origin and, for problems without exogenous inputs, the forecast table
+for the maximum horizon. A forecast for ``h`` steps is the first ``h`` steps of that table
+(tested for every family), so exog-free requests are answered while the model is unpickled in
+the background; the poller verifies the version through the MLflow client seconds later.
 
 Endpoints: ``GET /health``, ``GET /problems``, ``POST /problems/{name}/forecast``; OpenAPI
 at ``/openapi.json``, Swagger UI at ``/docs``.
