@@ -58,7 +58,7 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
     model, meta = registry.load_version(name, current["version"])
     trained_to = origin_of(model)
     horizon = int((ctx.get("params") or {}).get("horizon") or meta["horizon"])
-    data = latest_data(problem, ctx["cutoff"])
+    data = latest_data(problem, ctx)
     model, meta, origin_from = from_latest(name, model, meta, data)
     rows = forecast_frame(model, meta, horizon)
     origin = origin_of(model)
@@ -95,15 +95,16 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
             "parent_run_id": run_id}
 
 
-def latest_data(problem: Any, cutoff: str) -> Any | None:
-    """The source's validated data before ``cutoff`` (``SeriesData``), or None (logged) when
-    the source cannot be read or fails validation."""
-    from forecastflow.ingest import SourceError, read_source
-    from forecastflow.validate import DataValidationError, validate
+def latest_data(problem: Any, ctx: dict[str, Any]) -> Any | None:
+    """The source's validated data before the run's cutoff (``SeriesData``), or None (logged)
+    when the source cannot be read or fails validation."""
+    from forecastflow.ingest import SourceError
+    from forecastflow.pipeline import load_data
+    from forecastflow.training import inclusive_cutoff
+    from forecastflow.validate import DataValidationError
 
     try:
-        return validate(read_source(problem.source), problem,
-                        cutoff=pd.Timestamp(cutoff) - pd.Timedelta(1, "ns"))
+        return load_data(problem, cutoff=inclusive_cutoff(ctx))
     except (SourceError, DataValidationError) as err:
         log.error("forecast %s: cannot use the latest data, forecasting from the end of the "
                   "training data: %s", problem.name, err)

@@ -126,8 +126,8 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
     log realized accuracy, and say whether to retrain."""
     from forecastflow import registry
     from forecastflow.config import find_problem
-    from forecastflow.ingest import read_source
-    from forecastflow.validate import validate
+    from forecastflow.pipeline import load_data
+    from forecastflow.training import inclusive_cutoff
 
     problem = find_problem(ctx["problem"])
     name = problem.name
@@ -137,8 +137,7 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
         log.info("monitor %s: no stored forecasts yet (run forecast_%s first)", name, name)
         return {"problem": name, "retrain": False, "reason": "no stored forecasts yet",
                 "points": 0}
-    data = validate(read_source(problem.source), problem,
-                    cutoff=pd.Timestamp(ctx["cutoff"]) - pd.Timedelta(1, "ns"))
+    data = load_data(problem, cutoff=inclusive_cutoff(ctx))
     points = matched_points(forecasts, data.y, data.season)
     summary = summarize(points)
     current = registry.alias_version(name, registry.CHAMPION)
