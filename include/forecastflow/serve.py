@@ -240,9 +240,10 @@ class Hub:
         and write the cards that are missing."""
         # Problems without a forecast table first: only their models can answer them.
         for problem in sorted(self.slots, key=lambda p: self.slots[p].table is not None):
+            from_card = self.slots[problem].model is None  # installed from its card
             slot = self._attach_model(problem)
-            if slot is not None and slot.model is not None and self._read_card(
-                    problem, slot.version) is None:
+            if not from_card and slot is not None and slot.model is not None and (
+                    self._read_card(problem, slot.version) is None):
                 self._write_card(slot)
 
     def _attach_model(self, problem: str) -> Slot | None:
