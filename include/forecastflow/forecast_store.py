@@ -22,9 +22,6 @@ import pandas as pd
 from forecastflow import storage
 
 FORECASTS, ACCURACY = "forecasts", "accuracy"
-# Long format written by the forecast DAG (panels add ``series_id``).
-FORECAST_COLUMNS = ["target", "date", "step", "forecast", "lower", "upper", "model_version",
-                    "family", "origin", "cutoff", "created_at", "run_key"]
 _KEY = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 
 
@@ -71,16 +68,16 @@ class ParquetForecastStore:
         storage.write_frame(frame.reset_index(drop=True), path)
         return str(path)
 
+    def _keys(self, problem: str) -> list[str]:
+        return sorted(p.name.removeprefix("run=")
+                      for p in (self.root / f"problem={problem}").glob("run=*"))
+
     def runs(self, problem: str) -> list[str]:
-        folder = self.root / f"problem={problem}"
-        if not folder.is_dir():
-            return []
-        return sorted(p.name.removeprefix("run=") for p in folder.glob("run=*")
-                      if (p / f"{FORECASTS}.parquet").exists())
+        return [key for key in self._keys(problem)
+                if self._path(problem, key, FORECASTS).exists()]
 
     def read(self, problem: str, kind: str, run_key: str | None = None) -> pd.DataFrame:
-        keys = [run_key] if run_key else sorted(
-            p.name.removeprefix("run=") for p in (self.root / f"problem={problem}").glob("run=*"))
+        keys = [run_key] if run_key else self._keys(problem)
         frames = [storage.read_frame(path) for key in keys
                   if (path := self._path(problem, key, kind)).exists()]
         if not frames:
