@@ -82,6 +82,14 @@ class ModelFolderError(ValueError):
     that no longer exists); the message names the folder and the cause."""
 
 
+def _pyfunc_artifacts(path: Path) -> dict[str, Any]:
+    """The ``python_function`` artifacts a model folder's ``MLmodel`` names."""
+    import yaml
+
+    return yaml.safe_load((path / "MLmodel").read_text())["flavors"]["python_function"][
+        "artifacts"]
+
+
 def read_pyfunc_dir(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """The fitted forecaster and metadata inside a logged ForecastFlow pyfunc model folder
     (its ``MLmodel`` names the artifacts), without importing MLflow.
@@ -93,8 +101,7 @@ def read_pyfunc_dir(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
 
     path = Path(path)
     try:
-        spec = yaml.safe_load((path / "MLmodel").read_text())
-        artifacts = spec["flavors"]["python_function"]["artifacts"]
+        artifacts = _pyfunc_artifacts(path)
         model = read_model(path / artifacts["model"]["path"])
         meta = json.loads((path / artifacts["meta"]["path"]).read_text())
     except (OSError, KeyError, TypeError, ValueError, EOFError, AttributeError, ImportError,
@@ -114,8 +121,7 @@ def read_pyfunc_card(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     path = Path(path)
     try:
-        spec = yaml.safe_load((path / "MLmodel").read_text())
-        card = spec["flavors"]["python_function"]["artifacts"].get("card")
+        card = _pyfunc_artifacts(path).get("card")
         return None if card is None else read_json(path / card["path"])
     except (OSError, KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as err:
         raise ModelFolderError(f"model folder {path}: serving card unreadable: "
