@@ -187,16 +187,18 @@ class Forecaster:
         else:
             X = None
         ends = _ends(y)
+        if isinstance(self.last_, dict) != isinstance(ends, dict):
+            fitted = "a panel" if isinstance(self.last_, dict) else "one series"
+            raise ModelError(f"{self.family}: fitted on {fitted}; update needs the same")
         if isinstance(self.last_, dict):
-            if not isinstance(ends, dict) or set(ends) != set(self.last_):
-                got = set(ends) if isinstance(ends, dict) else {"(single series)"}
+            if set(ends) != set(self.last_):
                 raise ModelError(f"{self.family}: update needs the fitted series; new "
-                                 f"{sorted(got - set(self.last_))[:5]}, missing "
-                                 f"{sorted(set(self.last_) - got)[:5]}")
+                                 f"{sorted(set(ends) - set(self.last_))[:5]}, missing "
+                                 f"{sorted(set(self.last_) - set(ends))[:5]}")
             ends = {sid: ends[sid] for sid in self.last_}  # the fitted series order
             early = [sid for sid in ends if ends[sid] < self.last_[sid]]
         else:
-            early = ["(single series)"] if isinstance(ends, dict) or ends < self.last_ else []
+            early = ["(single series)"] if ends < self.last_ else []
         if early:
             raise ModelError(f"{self.family}: update data end before the fitted data for "
                              f"{early[:5]}")

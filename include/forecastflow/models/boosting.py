@@ -202,15 +202,11 @@ class GradientBoosting(Forecaster):
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         # The trees, interval widths and per-series scales stay; the lag tails move.
+        # (Forecaster.update has checked that y holds exactly the fitted series.)
         keep = self._need + self.d_ + 1
-        tails = {}
-        for sid, s in self._split(y, X).items():
-            if sid not in self.series_:
-                raise ModelError(f"gradient_boosting: update has series {sid!r} the model "
-                                 "was not fitted on")
-            tails[sid] = _Series(s.values[-keep:], s.positions[-keep:], None,
-                                 self.series_[sid].scale)
-        self.series_ = {sid: tails[sid] for sid in self.series_}
+        tails = self._split(y, X)
+        self.series_ = {sid: _Series(tails[sid].values[-keep:], tails[sid].positions[-keep:],
+                                     None, old.scale) for sid, old in self.series_.items()}
 
     def _calibrate(self, series: dict[str, _Series]) -> np.ndarray:
         # The calibration tail is sized on the typical series; series too short to leave
