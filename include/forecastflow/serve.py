@@ -138,6 +138,11 @@ class Hub:
     def pointer(self, problem: str) -> Path:
         return self.cache / problem / "champion.json"
 
+    def _write_pointer(self, slot: Slot) -> None:
+        """Remember ``slot`` as the champion to serve on the next start."""
+        storage.write_json({"version": slot.version, "family": slot.family,
+                            "metrics": slot.metrics}, self.pointer(slot.problem))
+
     def card_path(self, problem: str, version: str) -> Path:
         return self.cache / problem / f"v{version}.json"
 
@@ -180,8 +185,7 @@ class Hub:
                 continue
             family, metrics = ref.tags.get("family", "?"), _tag_metrics(ref.tags)
             if self._install_from_disk(problem, ref.version, family, metrics, "lookup"):
-                storage.write_json({"version": ref.version, "family": family,
-                                    "metrics": metrics}, self.pointer(problem))
+                self._write_pointer(self.slots[problem])
 
     def _install_from_disk(self, problem: str, version: str, family: str,
                            metrics: dict[str, float], source: str) -> bool:
@@ -305,8 +309,7 @@ class Hub:
                 self._install(new)
             if self._read_card(problem, version) is None:
                 self._write_card(new)
-            storage.write_json({"version": version, "family": family, "metrics": metrics},
-                               self.pointer(problem))
+            self._write_pointer(new)
             self.errors.pop(problem, None)
             if slot is None or slot.version != version:
                 log.info("%s: serving champion v%s (%s)%s", problem, version, family,
