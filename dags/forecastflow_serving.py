@@ -15,6 +15,10 @@ Two DAGs per problem YAML:
   (`forecastflow/<problem>/monitoring`). When the champion's realized MASE exceeds
   `monitoring.max_mase` from the YAML it triggers `train_<problem>` and says why.
 
+Both start **unpaused**: they act only once their training DAG has promoted a champion
+(before that, a forecast run skips and a monitor run finds nothing to score), so unpausing
+`train_<problem>` is all a user does for promotions to reach batch forecasts and monitoring.
+
 Wiring only: task bodies live in `forecastflow.batch` and `forecastflow.monitor`.
 """
 
@@ -22,36 +26,33 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from airflow.sdk import AssetOrTimeSchedule, Param, dag, task
 
-from forecastflow.dagspec import DagSpec, champion_asset, cron_of, discover
+from forecastflow.dagspec import LINK_KEY, DagSpec, champion_asset, discover, timetable_of
 
 DEFAULT_ARGS = {"owner": "forecastflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
-START = pendulum.datetime(2024, 1, 1, tz="UTC")
-LINK_KEY = "_link_MLflowRunLink"  # plugins/forecastflow_links.py reads it
 
 
 def _problem_param(name: str) -> Param:
-    return Param(name, type="string", enum=[name], description="The problem (fixed).")
+    return Param(name, type="string", const=name)  # fixed per DAG: not shown in the form
 
 
 def build_forecast(spec: DagSpec):  # noqa: ANN201 - a DAG
     asset = champion_asset(spec.name)
-    cron = cron_of(spec.schedule)
-    schedule = asset if cron is None else AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=asset)
+    timetable = timetable_of(spec.schedule)
+    schedule = asset if timetable is None or isinstance(timetable, str) else (
+        AssetOrTimeSchedule(timetable=timetable, assets=asset))
 
     @dag(
         dag_id=f"forecast_{spec.name}",
         description=f"Batch forecasts of {spec.name} from its champion model",
-        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` ({spec.path})",
-        schedule=schedule, start_date=START, catchup=False, max_active_runs=1,
+        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` (`{spec.location}`)",
+        schedule=schedule, catchup=False, max_active_runs=1, is_paused_upon_creation=False,
         default_args=DEFAULT_ARGS,
         tags=["forecastflow", "forecast", spec.name, *spec.tags],
         params={"problem": _problem_param(spec.name),
-                "horizon": Param(spec.horizon, type="integer", minimum=1,
+                "horizon": Param(spec.horizon, type="integer", title="Horizon", minimum=1,
                                  maximum=max(spec.max_horizon, spec.horizon),
                                  description="Periods to forecast.")},
     )
@@ -80,8 +81,9 @@ def build_monitor(spec: DagSpec):  # noqa: ANN201 - a DAG
     @dag(
         dag_id=f"monitor_{spec.name}",
         description=f"Realized accuracy of {spec.name}'s stored forecasts; retrain trigger",
-        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` ({spec.path})",
-        schedule=spec.schedule, start_date=START, catchup=False, max_active_runs=1,
+        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` (`{spec.location}`)",
+        schedule=timetable_of(spec.schedule), catchup=False, max_active_runs=1,
+        is_paused_upon_creation=False,
         default_args=DEFAULT_ARGS,
         tags=["forecastflow", "monitoring", spec.name, *spec.tags],
         params={"problem": _problem_param(spec.name)},

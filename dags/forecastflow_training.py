@@ -17,13 +17,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 
-from forecastflow.dagspec import FAMILY_NAMES, METRIC_NAMES, DagSpec, champion_asset, discover
+from forecastflow.dagspec import (
+    FAMILY_NAMES,
+    LINK_KEY,
+    METRIC_NAMES,
+    DagSpec,
+    champion_asset,
+    discover,
+    timetable_of,
+)
 
-LINK_KEY = "_link_MLflowRunLink"  # plugins/forecastflow_links.py reads it
 DEFAULT_ARGS = {"owner": "forecastflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
+MAX_SEARCH_TASKS = 4  # = forecastflow.training.MAX_SEARCH_TASKS (threads are sized from it)
 
 
 def _ctx() -> dict:
@@ -32,14 +39,50 @@ def _ctx() -> dict:
     return training.from_airflow()
 
 
-def _link(result: dict) -> dict:
+def _link(refs: dict) -> None:
     """Push the MLflow parent-run URL for the plugin's "MLflow run" button."""
     from forecastflow import tracking
 
-    run_id = result.get("parent_run_id")
+    run_id = refs.get("parent_run_id") or (refs.get("run") or {}).get("parent_run_id")
     if run_id:
         get_current_context()["ti"].xcom_push(key=LINK_KEY, value=tracking.run_url(run_id))
-    return result
+
+
+def params(spec: DagSpec) -> dict[str, Param]:
+    """The trigger form: every field titled, bounded and validated."""
+    search, gate = "Model search", "Backtest and promotion"
+    families = list(spec.families) or list(FAMILY_NAMES)
+    return {
+        # Fixed per DAG: passed to every run, not shown in the form.
+        "problem": Param(spec.name, type="string", const=spec.name),
+        "horizon": Param(spec.horizon, type="integer", title="Horizon", minimum=1,
+                         maximum=max(spec.max_horizon, spec.horizon), section=gate,
+                         description=f"Periods to forecast and to backtest per window "
+                         f"(1 to {max(spec.max_horizon, spec.horizon)})."),
+        "families": Param(families, type="array", title="Model families",
+                          examples=families, minItems=1, uniqueItems=True,
+                          items={"type": "string", "enum": families},
+                          section=search,
+                          description="Model families to search, among those the problem's "
+                          "YAML declares."),
+        "max_trials": Param(None, type=["null", "integer"], title="Trials per family",
+                            minimum=1, maximum=500, section=search,
+                            description="Search budget per family (empty: the YAML's "
+                            f"budgets, {spec.max_trials} by default)."),
+        "parallelism": Param(MAX_SEARCH_TASKS, type="integer", title="Search batches",
+                             minimum=1, maximum=64, section=search,
+                             description="Batches of trials, one mapped search task each "
+                             f"(at most {MAX_SEARCH_TASKS} run at once)."),
+        "backtest_windows": Param(spec.windows, type="integer", title="Backtest windows",
+                                  minimum=1, maximum=52, section=gate,
+                                  description="Rolling-origin backtest windows."),
+        "metric": Param(spec.metric, type="string", title="Selection metric",
+                        enum=list(METRIC_NAMES), section=gate,
+                        description="Metric that selects the winner and gates promotion."),
+        "force_promotion": Param(False, type="boolean", title="Force promotion", section=gate,
+                                 description="Promote the challenger even if the gate says "
+                                 "no (it must still register)."),
+    }
 
 
 def build(spec: DagSpec):  # noqa: ANN201 - a DAG
@@ -48,35 +91,14 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
     @dag(
         dag_id=f"train_{spec.name}",
         description=spec.description or f"Train and promote a forecaster for {spec.name}",
-        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` ({spec.path})\n\n"
+        doc_md=__doc__ + f"\n\n**Problem:** `{spec.name}` (`{spec.location}`)\n\n"
         f"**Source:** `{spec.source}`\n\n{spec.description}",
-        schedule=spec.schedule,
-        start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
+        schedule=timetable_of(spec.schedule),
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
         tags=["forecastflow", "training", spec.name, *spec.tags],
-        params={
-            "problem": Param(spec.name, type="string", enum=[spec.name],
-                             description="The problem this DAG trains (fixed)."),
-            "horizon": Param(spec.horizon, type="integer", minimum=1,
-                             maximum=max(spec.max_horizon, spec.horizon),
-                             description="Periods to forecast and to backtest per window."),
-            "families": Param(spec.families, type="array",
-                              items={"type": "string", "enum": list(FAMILY_NAMES)},
-                              description="Model families to search (declared in the YAML)."),
-            "max_trials": Param(None, type=["null", "integer"], minimum=1, maximum=500,
-                                description="Search budget: trials per family (empty: the "
-                                "YAML's budgets)."),
-            "backtest_windows": Param(spec.windows, type="integer", minimum=1, maximum=52,
-                                      description="Rolling-origin backtest windows."),
-            "metric": Param(spec.metric, type="string", enum=list(METRIC_NAMES),
-                            description="Selection and promotion metric."),
-            "force_promotion": Param(False, type="boolean",
-                                     description="Promote even if the gate says no."),
-            "parallelism": Param(4, type="integer", minimum=1, maximum=64,
-                                 description="Search batches (mapped tasks)."),
-        },
+        params=params(spec),
         render_template_as_native_obj=True,
     )
     def training_dag() -> None:
@@ -84,7 +106,9 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
         def ingest() -> dict:
             from forecastflow import training
 
-            return _link(training.ingest(_ctx()))
+            ingested = training.ingest(_ctx())
+            _link(ingested)
+            return ingested
 
         @task
         def validate(ingested: dict) -> dict:
@@ -94,8 +118,9 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             from forecastflow.config import ProblemConfigError
             from forecastflow.validate import DataValidationError
 
+            _link(ingested)
             try:
-                return _link(training.validate(_ctx(), ingested))
+                return training.validate(_ctx(), ingested)
             except (DataValidationError, ProblemConfigError) as err:
                 raise AirflowFailException(str(err)) from err  # bad data: retrying won't help
 
@@ -107,53 +132,55 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             return training.preprocess(_ctx(), validated)
 
         @task
-        def plan_trials(validated: dict, profile: dict) -> list[dict]:
+        def plan_trials(profiled: dict) -> list[dict]:
             from forecastflow import training
 
-            _link(validated)
-            return training.plan(_ctx(), validated)
+            _link(profiled)
+            return training.plan(_ctx(), profiled)
 
-        @task(max_active_tis_per_dagrun=4)
-        def search(validated: dict, batch: dict) -> dict:
+        @task(max_active_tis_per_dagrun=MAX_SEARCH_TASKS)
+        def search(batch: dict) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.search(_ctx(), validated, batch)
+            _link(batch)
+            return training.search(_ctx(), batch)
 
         @task
-        def select(validated: dict, searched: list) -> dict:
+        def select(searched: list) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.select(_ctx(), validated, list(searched))
+            searched = list(searched)
+            if searched:
+                _link(searched[0])
+            return training.select(_ctx(), searched)
 
         @task
-        def fit(validated: dict, selected: dict) -> dict:
+        def fit(selected: dict) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.fit(_ctx(), validated, selected)
+            _link(selected)
+            return training.fit(_ctx(), selected)
 
         @task
-        def evaluate(validated: dict, selected: dict) -> dict:
+        def evaluate(selected: dict) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.evaluate(_ctx(), validated, selected)
+            _link(selected)
+            return training.evaluate(_ctx(), selected)
 
         @task
-        def register(validated: dict, selected: dict, fitted: dict, evaluated: dict) -> dict:
+        def register(fitted: dict, evaluated: dict) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.register(_ctx(), validated, selected, fitted, evaluated)
+            _link(fitted)
+            return training.register(_ctx(), fitted, evaluated)
 
         @task
-        def promote(validated: dict, evaluated: dict, registered: dict) -> dict:
+        def promote(registered: dict) -> dict:
             from forecastflow import training
 
-            _link(validated)
-            return training.promote(_ctx(), validated, evaluated, registered)
+            _link(registered)
+            return training.promote(_ctx(), registered)
 
         @task.short_circuit
         def champion_changed(decision: dict) -> bool:
@@ -167,14 +194,10 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
                 "previous": decision.get("previous")}
             return decision
 
-        validated = validate(ingest())
-        batches = plan_trials(validated, preprocess(validated))
-        searched = search.partial(validated=validated).expand(batch=batches)
-        selected = select(validated, searched)
-        fitted = fit(validated, selected)
-        evaluated = evaluate(validated, selected)
-        registered = register(validated, selected, fitted, evaluated)
-        decision = promote(validated, evaluated, registered)
+        # A chain: each task takes what the previous one returns (references only).
+        batches = plan_trials(preprocess(validate(ingest())))
+        selected = select(search.expand(batch=batches))
+        decision = promote(register(fit(selected), evaluate(selected)))
         champion_changed(decision) >> publish_champion(decision)
 
     return training_dag()

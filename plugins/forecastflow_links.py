@@ -10,7 +10,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-LINK_KEY = "_link_MLflowRunLink"
+from forecastflow.dagspec import LINK_KEY
 
 
 class MLflowRunLink(BaseOperatorLink):

@@ -90,6 +90,44 @@ def test_promotion_gate(score, baseline, champion, margin, first, expected):
     assert any("seasonal naive" in r for r in reasons)
 
 
+@pytest.mark.parametrize("margin", [0.0, 0.05])
+def test_the_same_model_rescored_is_not_promoted(margin):
+    """Float rounding of one model's score (seen: 0.8388680807375001 vs ...7605006) is a tie,
+    not an improvement, at any margin."""
+    champion = 0.8388680807605006 / (1.0 - margin)
+    promoted, reasons = registry.decide(0.8388680807375001, 1.0, champion, margin, True)
+    assert not promoted
+    assert "numerical noise" in reasons[-1] and "ties" in reasons[-1]
+    # A real improvement, however small, still wins.
+    promoted, _ = registry.decide(0.8388680807605006 * (1 - 1e-4), 1.0, champion, margin, True)
+    assert promoted
+
+
+def test_better_handles_non_finite_scores():
+    assert registry.better(1.0, float("inf"))
+    assert not registry.better(float("nan"), 1.0)
+    assert not registry.better(float("inf"), float("inf"))
+    assert not registry.better(1.0, 1.0 + 1e-9)
+    assert registry.better(1.0, 1.0 + 1e-4)
+
+
+def test_unchanged_champion_compares_data_model_and_code(fitted):
+    problem, path, meta, _ = fitted
+    name = problem.name
+    tags = {"data_fingerprint": "abc", "family": "seasonal_naive", "params": '{"a": 1, "b": 2}',
+            "transform": "none", "code_version": "1234567", "horizon": "6", "max_horizon": "12"}
+    assert registry.unchanged_champion(name, tags) is None  # no champion yet
+    version = registry.register(name, parent(name, "u"), path, meta, tags)
+    registry.promote(name, version, ["first"])
+    same = registry.unchanged_champion(name, {**tags, "params": '{"b": 2, "a": 1}'})
+    assert same is not None and same["version"] == version and "fingerprint abc" in same[
+        "reason"]
+    for key, value in [("data_fingerprint", "abd"), ("params", '{"a": 2, "b": 2}'),
+                       ("transform", "log"), ("code_version", "89abcde"), ("horizon", "3"),
+                       ("code_version", "unknown")]:
+        assert registry.unchanged_champion(name, {**tags, key: value}) is None, key
+
+
 def test_forced_promotion_is_recorded():
     promoted, reasons = registry.decide(2.0, 1.0, 0.5, 0.0, True, force=True)
     assert promoted and "forced" in reasons[-1]

@@ -8,6 +8,7 @@ with a message naming the field, and is logged here).
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from forecastflow.config import NAME_PATTERN, problem_files
 
 log = logging.getLogger(__name__)
 
+LINK_KEY = "_link_MLflowRunLink"  # XCom key of the plugin's "MLflow run" button
 FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting")
 METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
@@ -42,6 +44,36 @@ def cron_of(schedule: str | None) -> str | None:
     return CRON_PRESETS.get(schedule, schedule)
 
 
+def timetable_of(schedule: str | None):  # noqa: ANN201 - an Airflow timetable, str or None
+    """The DAG schedule for a YAML ``schedule``: a cron trigger that waits for its next tick
+    when the DAG is first unpaused (no run for the tick just past, so "unpause on trigger"
+    starts only the run the user asked for), or ``@once`` / None as given."""
+    cron = cron_of(schedule)
+    if cron is None:
+        return schedule
+    from datetime import timedelta
+
+    from airflow.sdk import CronTriggerTimetable
+
+    return CronTriggerTimetable(cron, timezone="UTC", run_immediately=timedelta(0))
+
+
+def project_relative(path: Path) -> str:
+    """``path`` as a user would name it: relative to the project or to
+    ``FORECASTFLOW_PROBLEMS_DIR``, never the parsing machine's absolute path."""
+    path = Path(path)
+    roots = [(Path(__file__).resolve().parents[2], "")]
+    user_dir = os.environ.get("FORECASTFLOW_PROBLEMS_DIR")
+    if user_dir:
+        roots.insert(0, (Path(user_dir).expanduser().resolve(), "$FORECASTFLOW_PROBLEMS_DIR/"))
+    for root, prefix in roots:
+        try:
+            return prefix + path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
 @dataclass(frozen=True)
 class DagSpec:
     name: str
@@ -56,6 +88,11 @@ class DagSpec:
     max_trials: int
     source: str
     tags: list[str] = field(default_factory=list)
+
+    @property
+    def location(self) -> str:
+        """The YAML's path relative to the project (or the user's problems folder)."""
+        return project_relative(Path(self.path))
 
 
 def read_spec(path: Path) -> DagSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -175,27 +176,84 @@ def alias_version(name: str, alias: str) -> Any | None:
         return None
 
 
+# Two backtest scores closer than this (relative) are the same model re-scored: float rounding
+# of one fit differs between processes (0.8388680807375001 vs 0.8388680807605006 seen).
+NOISE = 1e-6
+
+
+def better(score: float, target: float, noise: float = NOISE) -> bool:
+    """Whether ``score`` is lower than ``target`` by more than numerical noise."""
+    if not math.isfinite(score):
+        return False
+    if not math.isfinite(target):
+        return True
+    return score < target - noise * max(abs(target), 1e-12)
+
+
+def _compare(score: float, target: float, what: str) -> tuple[bool, str]:
+    if better(score, target):
+        return True, f"challenger {score:.4f} < {what} {target:.4f}"
+    if math.isfinite(score) and math.isfinite(target) and abs(score - target) <= NOISE * max(
+            abs(target), 1e-12):
+        return False, (f"challenger {score:.6g} ties {what} {target:.6g} (within numerical "
+                       f"noise, relative {NOISE:g})")
+    return False, f"challenger {score:.4f} >= {what} {target:.4f}"
+
+
 def decide(score: float, baseline: float, champion_score: float | None, margin: float,
            first_must_beat_baseline: bool, force: bool = False) -> tuple[bool, list[str]]:
-    """Whether a challenger with backtest ``score`` (lower is better) becomes champion."""
-    reasons = []
-    beats_baseline = score < baseline
-    reasons.append(f"challenger {score:.4f} {'<' if beats_baseline else '>='} seasonal naive "
-                   f"{baseline:.4f}")
+    """Whether a challenger with backtest ``score`` (lower is better) becomes champion: it must
+    beat seasonal naive and ``champion_score x (1 - margin)`` by more than numerical noise."""
+    beats_baseline, reason = _compare(score, baseline, "seasonal naive")
+    reasons = [reason]
     if champion_score is None:
         ok = beats_baseline or not first_must_beat_baseline
         reasons.append("no champion yet" + ("" if ok else "; a first champion must beat "
                                             "seasonal naive"))
     else:
-        target = champion_score * (1.0 - margin)
-        beats_champion = score < target
-        reasons.append(f"challenger {score:.4f} {'<' if beats_champion else '>='} champion "
-                       f"{champion_score:.4f} x (1 - margin {margin})")
+        beats_champion, reason = _compare(score, champion_score * (1.0 - margin),
+                                          f"champion {champion_score:.4f} x (1 - margin "
+                                          f"{margin})" if margin else "champion")
+        reasons.append(reason)
         ok = beats_baseline and beats_champion
     if force and not ok:
         reasons.append("promotion forced by the run's force_promotion param")
         ok = True
     return ok, reasons
+
+
+# What makes two registered versions the same model: same data, same trial, same code.
+SAME_MODEL_TAGS = ("data_fingerprint", "family", "transform", "code_version", "horizon",
+                   "max_horizon")
+
+
+def unchanged_champion(name: str, tags: dict[str, str]) -> dict[str, str] | None:
+    """The champion's version and why, when a challenger with ``tags`` would be the same
+    model on the same data (nothing to register or promote); else None."""
+    current = alias_version(name, CHAMPION)
+    if current is None:
+        return None
+    known = current.tags
+    if "unknown" in (known.get("code_version"), tags.get("code_version")):
+        return None
+    if any(known.get(key) != tags.get(key) for key in SAME_MODEL_TAGS):
+        return None
+    try:
+        if json.loads(known.get("params", "null")) != json.loads(tags.get("params", "null")):
+            return None
+    except json.JSONDecodeError:
+        return None
+    return {"version": str(current.version), "reason": (
+        f"champion v{current.version} was trained on the same data (fingerprint "
+        f"{tags['data_fingerprint']}) with the same model ({tags['family']} "
+        f"{tags.get('params')}, transform {tags['transform']}) and code {tags['code_version']}")}
+
+
+def reject(name: str, version: str, reasons: list[str]) -> None:
+    """Record on ``version`` why it was not promoted (its aliases stay as they are)."""
+    mlflow_client = tracking.client()
+    tracking.retry(lambda: mlflow_client.set_model_version_tag(
+        name, version, "promotion", "not promoted: " + "; ".join(reasons)), "tag version")
 
 
 def promote(name: str, version: str, reasons: list[str]) -> str | None:

