@@ -49,39 +49,39 @@ def _link(refs: dict) -> None:
 
 
 def params(spec: DagSpec) -> dict[str, Param]:
-    """The trigger form: every field titled, bounded and validated."""
-    search, gate = "Model search", "Backtest and promotion"
+    """The trigger form: every field titled, bounded and validated. The common choices open
+    in "Run Parameters"; search budget and backtest settings in a collapsed section."""
+    advanced = "Search and backtest settings"
     families = list(spec.families) or list(FAMILY_NAMES)
+    limit = max(spec.max_horizon, spec.horizon)
     return {
         # Fixed per DAG: passed to every run, not shown in the form.
         "problem": Param(spec.name, type="string", const=spec.name),
-        "horizon": Param(spec.horizon, type="integer", title="Horizon", minimum=1,
-                         maximum=max(spec.max_horizon, spec.horizon), section=gate,
-                         description=f"Periods to forecast and to backtest per window "
-                         f"(1 to {max(spec.max_horizon, spec.horizon)})."),
         "families": Param(families, type="array", title="Model families",
                           examples=families, minItems=1, uniqueItems=True,
                           items={"type": "string", "enum": families},
-                          section=search,
                           description="Model families to search, among those the problem's "
                           "YAML declares."),
+        "horizon": Param(spec.horizon, type="integer", title="Horizon", minimum=1,
+                         maximum=limit, description=f"Periods to forecast and to backtest per "
+                         f"window (1 to {limit})."),
+        "force_promotion": Param(False, type="boolean", title="Force promotion",
+                                 description="Promote the challenger even if the gate says "
+                                 "no (it must still register)."),
         "max_trials": Param(None, type=["null", "integer"], title="Trials per family",
-                            minimum=1, maximum=500, section=search,
+                            minimum=1, maximum=500, section=advanced,
                             description="Search budget per family (empty: the YAML's "
                             f"budgets, {spec.max_trials} by default)."),
         "parallelism": Param(MAX_SEARCH_TASKS, type="integer", title="Search batches",
-                             minimum=1, maximum=64, section=search,
+                             minimum=1, maximum=64, section=advanced,
                              description="Batches of trials, one mapped search task each "
                              f"(at most {MAX_SEARCH_TASKS} run at once)."),
         "backtest_windows": Param(spec.windows, type="integer", title="Backtest windows",
-                                  minimum=1, maximum=52, section=gate,
+                                  minimum=1, maximum=52, section=advanced,
                                   description="Rolling-origin backtest windows."),
         "metric": Param(spec.metric, type="string", title="Selection metric",
-                        enum=list(METRIC_NAMES), section=gate,
+                        enum=list(METRIC_NAMES), section=advanced,
                         description="Metric that selects the winner and gates promotion."),
-        "force_promotion": Param(False, type="boolean", title="Force promotion", section=gate,
-                                 description="Promote the challenger even if the gate says "
-                                 "no (it must still register)."),
     }
 
 
