@@ -171,6 +171,63 @@ def test_health_problems_and_docs(server):
     assert "/problems/{name}/forecast" in spec["paths"]
 
 
+def test_docs_assets_are_served_locally(server):
+    """Swagger UI and ReDoc load nothing from a CDN: every script, stylesheet and icon is a
+    path on this server, and each answers with its file."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        with urllib.request.urlopen(server["base"] + page, timeout=10) as response:
+            html = response.read().decode()
+        urls = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html)
+        urls += re.findall(r"(?:url|href): *['\"]([^'\"]+)['\"]", html)
+        assets = [u for u in urls if u.endswith((".js", ".css", ".png"))]
+        assert assets, (page, html[:500])
+        for url in assets:
+            assert url.startswith("/"), f"{page} loads {url} from another host"
+            with urllib.request.urlopen(server["base"] + url, timeout=10) as response:
+                assert response.status == 200 and len(response.read()) > 100, url
+        assert "cdn." not in html and "fonts.googleapis" not in html, page
+
+
+def test_openapi_examples_work_for_every_served_problem(server):
+    base = server["base"]
+    status, spec = call(base, "/openapi.json")
+    operation = spec["paths"]["/problems/{name}/forecast"]["post"]
+    (name_param,) = [p for p in operation["parameters"] if p["name"] == "name"]
+    assert name_param["schema"]["enum"] == [SINGLE, EXOG, PANEL, NONE]
+    assert SINGLE in name_param["description"] and NONE in name_param["description"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert sorted(examples) == sorted(server["versions"])  # NONE has no champion
+    assert examples[EXOG]["value"]["exog"] and examples[PANEL]["value"]["series_ids"]
+    for problem, example in examples.items():
+        status, body = call(base, f"/problems/{problem}/forecast", example["value"])
+        assert status == 200, (problem, example, body)
+        assert body["horizon"] == example["value"]["horizon"]
+
+
+def test_series_endpoint_lists_a_panels_ids(server):
+    base = server["base"]
+    status, body = call(base, f"/problems/{PANEL}/series")
+    assert status == 200 and body["panel"] and body["n_series"] == 3
+    assert body["series_ids"] == ["a", "b", "c"] and body["targets"]
+    status, body = call(base, f"/problems/{SINGLE}/series")
+    assert status == 200 and not body["panel"] and body["n_series"] == 1
+    status, body = call(base, "/problems/nope/series")
+    assert status == 404 and "'nope'" in body["detail"]
+    status, body = call(base, f"/problems/{NONE}/series")
+    assert status == 404 and "no champion" in body["detail"]
+
+
+def test_start_up_prints_the_url_and_the_champions(server):
+    log = (server["home"] / "serve.log").read_text()
+    assert "forecastflow serve: listening on http://127.0.0.1:" in log
+    assert "(Swagger UI: http://127.0.0.1:" in log
+    for problem, version in server["versions"].items():
+        assert f"  {problem}: champion v{version} (" in log, log[-2000:]
+    assert f"  {NONE}: no champion yet" in log
+
+
 def test_forecasts(server):
     base = server["base"]
     status, out = call(base, f"/problems/{SINGLE}/forecast", {"horizon": 12})

@@ -16,8 +16,10 @@ for the maximum horizon. A forecast for ``h`` steps is the first ``h`` steps of 
 (tested for every family), so exog-free requests are answered while the model is unpickled in
 the background; the poller verifies the version through the MLflow client seconds later.
 
-Endpoints: ``GET /health``, ``GET /problems``, ``POST /problems/{name}/forecast``; OpenAPI
-at ``/openapi.json``, Swagger UI at ``/docs``.
+Endpoints: ``GET /health``, ``GET /problems``, ``GET /problems/{name}/series``,
+``POST /problems/{name}/forecast``; OpenAPI at ``/openapi.json`` (request examples built from
+the loaded champions' metadata, one per problem), Swagger UI at ``/docs`` and ReDoc at
+``/redoc``, both served from the installation (files of the ``fastapi-offline`` package, no CDN).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import json
 import logging
 import math
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -37,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from forecastflow import storage
@@ -52,11 +56,9 @@ STARTUP_GRACE = 3.0  # seconds
 class ForecastRequest(BaseModel):
     """Body of ``POST /problems/{name}/forecast``."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"horizon": 12},
-        {"horizon": 2, "exog": [{"tbilrate": 0.5}, {"tbilrate": 0.6}]},
-        {"horizon": 3, "series_ids": ["Austin", "Dallas"]},
-    ]})
+    # Valid for any exog-free problem; /openapi.json adds one example per served problem,
+    # built from its champion's metadata (see ``forecast_example``).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"horizon": 1}]})
 
     horizon: int = Field(ge=1, description="Steps ahead (at most the problem's max_horizon).")
     exog: list[dict[str, Any]] | None = Field(
@@ -504,6 +506,101 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     return _response(slot, request.horizon, forecast_rows(out))
 
 
+def forecast_example(meta: dict[str, Any], n_series: int = 2) -> dict[str, Any]:
+    """A request body the champion described by ``meta`` accepts: its default horizon (within
+    the limit), future exog held at the last observed values, the first series of a panel."""
+    horizon = max(1, min(int(meta.get("horizon") or 1), int(meta["horizon_limit"])))
+    body: dict[str, Any] = {"horizon": horizon}
+    series = [str(s) for s in meta.get("series") or []][:n_series]
+    panel = bool(meta.get("panel"))
+    if panel:
+        body["series_ids"] = series
+    exog = list(meta.get("exog") or [])
+    if exog:
+        last = meta.get("exog_last") or {}
+        if panel:
+            body["exog"] = [{"series_id": sid, **{c: float(last[sid][c]) for c in exog}}
+                            for sid in series for _ in range(horizon)]
+        else:
+            body["exog"] = [{c: float(last[c]) for c in exog} for _ in range(horizon)]
+    return body
+
+
+def _examples(hub: Hub) -> dict[str, dict[str, Any]]:
+    """One named request example per problem with a champion loaded."""
+    out = {}
+    for name in hub.problems:
+        slot = hub.slots.get(name)
+        if slot is None:
+            continue
+        meta = slot.meta
+        what = "panel" if meta.get("panel") else "series"
+        exog = f", exog {meta['exog']} held at last values" if meta.get("exog") else ""
+        out[name] = {"summary": f"{name} (v{slot.version}, {slot.family}, {what}{exog})",
+                     "value": forecast_example(meta)}
+    return out
+
+
+def _docs_assets() -> Path:
+    """Swagger UI and ReDoc files shipped in a Python package (no CDN: works offline)."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` served from the installation."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-assets", StaticFiles(directory=_docs_assets()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json", title="ForecastFlow API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="ForecastFlow API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png",
+                              with_google_fonts=False)
+
+
+def _add_openapi(app: FastAPI, hub: Hub) -> None:
+    """``/openapi.json`` with the served problems and one working request example each;
+    rebuilt when a champion changes."""
+    from fastapi.openapi.utils import get_openapi
+
+    built: dict[tuple, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        key = tuple((p, s.version) for p, s in sorted(hub.slots.items()))
+        if key not in built:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                                 description=app.description)
+            examples = _examples(hub)
+            for path, item in schema["paths"].items():
+                for operation in item.values():
+                    for param in operation.get("parameters", []):
+                        if param["name"] == "name":
+                            param["schema"]["enum"] = list(hub.problems)
+                    body = operation.get("requestBody", {}).get("content", {}).get(
+                        "application/json")
+                    if body is not None and path.endswith("/forecast") and examples:
+                        body["examples"] = examples
+            built.clear()
+            built[key] = schema
+        app.openapi_schema = built[key]
+        return built[key]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(hub: Hub) -> FastAPI:
     """The FastAPI application around ``hub``."""
 
@@ -516,9 +613,16 @@ def create_app(hub: Hub) -> FastAPI:
         yield
         hub.stop()
 
-    app = FastAPI(title="ForecastFlow", version="1", lifespan=lifespan,
+    app = FastAPI(title="ForecastFlow", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None,
                   description="Forecasts from each problem's champion model in the MLflow "
-                  "registry. Errors are 4xx with a message naming the offending field.")
+                  "registry. Errors are 4xx with a message naming the offending field. "
+                  "`GET /problems` lists the problems with their horizon limit, exog "
+                  "columns and series count; the request examples below are valid for "
+                  "each served problem's champion.")
+    _add_docs(app)
+    _add_openapi(app, hub)
+    name_doc = f"A problem's name (its YAML's `name`): one of {', '.join(hub.problems)}."
 
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecastflow-compute")
 
@@ -545,6 +649,18 @@ def create_app(hub: Hub) -> FastAPI:
                         "origin": None if slot is None else slot.origin})
         return out
 
+    @app.get("/problems/{name}/series", summary="Series ids and targets of a problem")
+    def series(name: str = PathParam(description=name_doc)) -> dict[str, Any]:
+        if name not in hub.problems:
+            return error(404, f"unknown problem {name!r}; known: {hub.problems}")
+        slot = hub.slots.get(name)
+        if slot is None:
+            return error(404, f"problem {name!r} has no champion model loaded")
+        ids = [str(s) for s in slot.meta.get("series") or []]
+        return {"problem": name, "model_version": slot.version,
+                "panel": bool(slot.meta.get("panel")), "n_series": len(ids) or 1,
+                "series_ids": ids, "targets": list(slot.meta.get("targets") or [])}
+
     @app.post("/problems/{name}/forecast", summary="Forecast with the champion",
               response_model=ForecastResponse,
               openapi_extra={"requestBody": {"required": True, "content": {
@@ -552,7 +668,8 @@ def create_app(hub: Hub) -> FastAPI:
               responses={404: {"description": "Unknown problem or no champion"},
                          413: {"description": "Body too large"},
                          422: {"description": "Invalid request; the message names the field"}})
-    async def forecast(name: str, request: Request) -> Response:
+    async def forecast(request: Request, name: str = PathParam(description=name_doc),
+                       ) -> Response:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
@@ -567,6 +684,22 @@ def create_app(hub: Hub) -> FastAPI:
         return Response(json.dumps(result), media_type="application/json")
 
     return app
+
+
+def startup_lines(hub: Hub, host: str, port: int) -> list[str]:
+    """What ``forecastflow serve`` prints when it starts: where it listens, what it serves."""
+    url = f"http://{host}:{port}"
+    lines = [f"forecastflow serve: listening on {url} (Swagger UI: {url}/docs)"]
+    for name in hub.problems:
+        slot = hub.slots.get(name)
+        if slot is not None:
+            lines.append(f"  {name}: champion v{slot.version} ({slot.family}) from "
+                         f"{slot.source}")
+        elif name in hub.waiting:
+            lines.append(f"  {name}: no champion yet")
+        else:
+            lines.append(f"  {name}: not loaded ({hub.errors.get(name, 'loading')})")
+    return lines
 
 
 def discover_problems() -> list[str]:
@@ -589,6 +722,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
     # After a restart from the cache, the first registry check (which imports MLflow, a
     # few CPU-seconds) waits until the server has come up and answered.
     hub.start_polling(delay=0.0 if hub.verified else min(poll_seconds, STARTUP_GRACE))
-    log.info("serving %s on http://%s:%d (docs at /docs)", hub.problems, host, port)
+    for line in startup_lines(hub, host, port):
+        print(line, file=sys.stderr, flush=True)  # shown whatever the log level
     uvicorn.run(create_app(hub), host=host, port=port, log_level="warning",
                 access_log=False)
