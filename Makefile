@@ -27,19 +27,17 @@ demo: install
 library-demo: install
 	$(BIN)/forecastflow run
 
-STATE ?= $(CURDIR)/.forecastflow
-AIRFLOW_ENV := AIRFLOW_HOME=$(STATE)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	FORECASTFLOW_HOME=$(STATE) PATH=$(CURDIR)/$(BIN):$$PATH
-
+# The state folder (FORECASTFLOW_HOME, default ./.forecastflow) and the MLflow store
+# (MLFLOW_TRACKING_URI, default SQLite in the state folder) are decided by the library, the
+# same way for every command below and for `make demo`.
 airflow-ui: install
-	$(AIRFLOW_ENV) $(BIN)/airflow standalone
+	$(BIN)/forecastflow airflow-ui
 
 serve: install
-	FORECASTFLOW_HOME=$(STATE) $(BIN)/forecastflow serve --port 8000
+	$(BIN)/forecastflow serve --port 8000
 
 mlflow-ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(STATE)/mlflow.db --port 5000
+	$(BIN)/forecastflow mlflow-ui --port 5000
 
 lint: install
 	$(BIN)/ruff check .

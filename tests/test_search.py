@@ -186,6 +186,33 @@ def test_run_trial_from_saved_path(saved, make_problem, as_str):
     assert back.n_failed_windows == 0
 
 
+def test_run_trial_records_its_wall_clock_span(saved, make_problem):
+    """The trial's MLflow run is logged after the search; it carries the real start and end."""
+    import time
+
+    before = int(time.time() * 1000)
+    result = run_trial(Trial("sarimax", {"order": [1, 0, 0], "maxiter": 20}, "none"), saved,
+                       make_problem())
+    after = int(time.time() * 1000)
+    start, end = result.extra["started_at"], result.extra["ended_at"]
+    assert before <= start < end <= after
+    assert (end - start) / 1000 == pytest.approx(result.seconds, abs=0.002)
+    back = TrialResult.from_dict(json.loads(json.dumps(result.to_dict())))
+    assert (back.extra["started_at"], back.extra["ended_at"]) == (start, end)
+    # Batches of one trial on slices of a panel: the earliest start, the latest end.
+    later = TrialResult.from_dict({**result.to_dict(), "extra": {
+        "started_at": end + 5, "ended_at": end + 900}})
+    (merged,) = combine([result, later])
+    assert (merged.extra["started_at"], merged.extra["ended_at"]) == (start, end + 900)
+
+
+def test_trial_labels_tell_trials_apart():
+    a = Trial("sarimax", {"order": [1, 1, 1], "seasonal_order": [0, 1, 1]}, "log")
+    b = Trial("sarimax", {"order": [2, 1, 1], "seasonal_order": [0, 1, 1]}, "log")
+    assert a.label == "sarimax order=(1, 1, 1) seasonal_order=(0, 1, 1) log"
+    assert a.label != b.label and Trial("naive", {}).label == "naive"
+
+
 def test_run_trial_accepts_dicts_and_matches_in_memory(saved, monthly_data, make_problem):
     problem = make_problem()
     trial = Trial("seasonal_naive", {}, "none")

@@ -92,17 +92,19 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
 
 
 def start_server(home: Path, *args: str, registry_home: Path | None = None,
-                 ) -> tuple[subprocess.Popen, str]:
+                 verbose: bool = True) -> tuple[subprocess.Popen, str]:
     """`forecastflow serve` on SINGLE, EXOG, PANEL, NONE with state in ``home`` (the MLflow
-    store of ``registry_home`` when given); returns the process and base URL."""
+    store of ``registry_home`` when given; ``-v`` unless not ``verbose``), its output in
+    ``home/serve.log``; returns the process and base URL."""
     port = free_port()
     env = {**os.environ, "FORECASTFLOW_HOME": str(home)}
     if registry_home is not None:
         env["MLFLOW_TRACKING_URI"] = f"sqlite:///{registry_home}/mlflow.db"
     log = (home / "serve.log").open("a")
     process = subprocess.Popen(
-        [str(BIN / "forecastflow"), "-v", "serve", SINGLE, EXOG, PANEL, NONE, "--port",
-         str(port), *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+        [str(BIN / "forecastflow"), *(["-v"] if verbose else []), "serve", SINGLE, EXOG,
+         PANEL, NONE, "--port", str(port), *args], env=env, stdout=log,
+        stderr=subprocess.STDOUT)
     log.close()
     return process, f"http://127.0.0.1:{port}"
 

@@ -121,9 +121,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the training DAGs of the demo problems with `airflow dags test`."""
     import subprocess
 
+    from forecastflow.tracking import tracking_uri
+
     env = airflow_env()
     airflow = str(Path(sys.executable).parent / "airflow")
-    print(f"Airflow home: {env['AIRFLOW_HOME']} (SQLite); MLflow: {tracking_uri_for(env)}",
+    print(f"Airflow home: {env['AIRFLOW_HOME']} (SQLite); MLflow: {tracking_uri()}",
           flush=True)
     subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
     failed = []
@@ -148,14 +150,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"""
 Airflow UI:  make airflow-ui   -> http://localhost:8080  (airflow standalone on this project's
              DAGs, AIRFLOW_HOME={env['AIRFLOW_HOME']}; it prints the admin password)
-MLflow UI:   make mlflow-ui    -> http://localhost:5000  (store {tracking_uri_for(env)})
+MLflow UI:   make mlflow-ui    -> http://localhost:5000  (store {tracking_uri()})
 REST API:    make serve        -> http://localhost:8000/docs  (forecastflow serve)
+(These use FORECASTFLOW_HOME and MLFLOW_TRACKING_URI as this command did: keep them set.)
 Rollback:    .venv/bin/forecastflow rollback <problem>   (champion back to 'previous')""")
     return 1 if failed else 0
 
 
-def tracking_uri_for(env: dict[str, str]) -> str:
-    return env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{env['FORECASTFLOW_HOME']}/mlflow.db"
+def cmd_mlflow_ui(args: argparse.Namespace) -> int:
+    """The MLflow UI on the store every other command uses (or the server's address)."""
+    import os
+
+    from forecastflow.tracking import mlflow_ui_command, tracking_uri
+
+    command = mlflow_ui_command(args.host, args.port)
+    if command is None:
+        print(f"MLflow tracking server {tracking_uri()}: open it in a browser (its UI is "
+              "the one to use)")
+        return 0
+    print(f"MLflow UI on {tracking_uri()}: http://{args.host}:{args.port}", flush=True)
+    os.execv(command[0], command)  # replaces this process: Ctrl-C stops the UI
+    return 0  # pragma: no cover - not reached
+
+
+def airflow_ui_command() -> tuple[list[str], dict[str, str]]:
+    """``airflow standalone`` on this project's DAGs and state folder."""
+    return [str(Path(sys.executable).parent / "airflow"), "standalone"], airflow_env()
+
+
+def cmd_airflow_ui(args: argparse.Namespace) -> int:
+    """Airflow (scheduler, API server and UI) for this project on the embedded default."""
+    import os
+
+    from forecastflow.tracking import tracking_uri
+
+    command, env = airflow_ui_command()
+    print(f"Airflow home {env['AIRFLOW_HOME']}, MLflow {tracking_uri()}; UI on "
+          "http://localhost:8080 (the admin password is printed below)", flush=True)
+    os.execve(command[0], command, env)
+    return 0  # pragma: no cover - not reached
 
 
 def cmd_champions(args: argparse.Namespace) -> int:
@@ -226,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("rollback", help="move a problem's champion back to 'previous'")
     back.add_argument("problem")
     back.set_defaults(func=cmd_rollback)
+    mui = sub.add_parser("mlflow-ui", help="MLflow UI on this configuration's store")
+    mui.add_argument("--host", default="127.0.0.1")
+    mui.add_argument("--port", type=int, default=5000)
+    mui.set_defaults(func=cmd_mlflow_ui)
+    sub.add_parser("airflow-ui", help="airflow standalone on this project (UI on :8080)"
+                   ).set_defaults(func=cmd_airflow_ui)
     srv = sub.add_parser("serve", help="REST API on every problem's champion (docs at /docs)")
     srv.add_argument("problems", nargs="*", help="problems to serve (default: all)")
     srv.add_argument("--host", default="127.0.0.1")

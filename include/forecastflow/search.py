@@ -45,6 +45,18 @@ class Trial:
     transform: str = "none"
 
     @property
+    def label(self) -> str:
+        """A short readable name: family, parameters, transform (``sarimax order=(1, 1, 1)
+        seasonal_order=(0, 1, 1) log``)."""
+        def fmt(value: Any) -> str:
+            return f"({', '.join(map(str, value))})" if isinstance(value, (list, tuple)) else (
+                str(value))
+
+        parts = [self.family, *(f"{k}={fmt(v)}" for k, v in sorted(self.params.items())),
+                 *([self.transform] if self.transform != "none" else [])]
+        return " ".join(parts)[:240]
+
+    @property
     def trial_id(self) -> str:
         payload = json.dumps([self.family, self.params, self.transform], sort_keys=True,
                              default=str)
@@ -167,6 +179,7 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
     if series_ids is not None:
         data = data.subset(series_ids)
     spec = BacktestSpec.from_problem(problem, data.season, windows=windows, horizon=horizon)
+    started_at = time.time()  # wall clock, for the trial's MLflow run
     start = time.perf_counter()
     model = trial.build(problem, data.season)
     result = backtest(model, data, spec)
@@ -178,7 +191,8 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
     log.info("trial %s %s: %s in %.1fs, %s=%.4f%s", trial.trial_id, trial.params, status,
              seconds, problem.metric, result.metrics()[problem.metric],
              f" ({result.n_failed} window(s) failed)" if result.n_failed else "")
-    extra = {}
+    extra: dict[str, Any] = {"started_at": int(started_at * 1000),
+                             "ended_at": int((started_at + seconds) * 1000)}
     if predictions_path is not None and not result.predictions.empty:
         # Every window's forecasts against actuals, so the winner need not be backtested again.
         from forecastflow import storage
@@ -214,9 +228,17 @@ def combine(results: list[TrialResult]) -> list[TrialResult]:
         merged.append(TrialResult(parts[0].trial, metrics, windows, status,
                                   sum(p.seconds for p in parts), int(weights.sum()),
                                   "; ".join(p.error for p in parts if p.error)[:1000],
-                                  {"predictions": predictions} if predictions else {},
+                                  {**_span(parts),
+                                   **({"predictions": predictions} if predictions else {})},
                                   _concat([p.predictions for p in parts])))
     return merged
+
+
+def _span(parts: list[TrialResult]) -> dict[str, int]:
+    """Earliest start and latest end (epoch ms) of a trial run in several batches."""
+    starts = [p.extra["started_at"] for p in parts if "started_at" in p.extra]
+    ends = [p.extra["ended_at"] for p in parts if "ended_at" in p.extra]
+    return {"started_at": min(starts), "ended_at": max(ends)} if starts and ends else {}
 
 
 def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:

@@ -348,7 +348,8 @@ class Hub:
 
     # Forecasting -----------------------------------------------------------------------
 
-    def forecast(self, problem: str, body: bytes) -> dict[str, Any]:
+    def served(self, problem: str) -> Slot:
+        """The slot serving ``problem`` (404 naming it when unknown or without a champion)."""
         if problem not in self.problems:
             raise RequestError(404, f"unknown problem {problem!r}; known: {self.problems}")
         slot = self.slots.get(problem)
@@ -356,6 +357,18 @@ class Hub:
             why = self.errors.get(problem) or ("no champion in the registry yet"
                                                if problem in self.waiting else "loading")
             raise RequestError(404, f"problem {problem!r} has no champion model loaded ({why})")
+        return slot
+
+    def series(self, problem: str) -> dict[str, Any]:
+        """The series ids (panels; empty for a single series) and targets of the champion."""
+        slot = self.served(problem)
+        ids = [str(s) for s in slot.meta.get("series") or []]
+        return {"problem": problem, "model_version": slot.version,
+                "panel": bool(slot.meta.get("panel")), "n_series": len(ids) or 1,
+                "series_ids": ids, "targets": list(slot.meta.get("targets") or [])}
+
+    def forecast(self, problem: str, body: bytes) -> dict[str, Any]:
+        slot = self.served(problem)
         key = (problem, slot.version, body)
         with self._lock:
             cached = self._results.get(key)
@@ -398,6 +411,17 @@ class Hub:
             status = "starting" if not self.slots else "ok-unverified"
         return {"status": status, "registry_checked_at": _iso(self.last_poll),
                 "poll_seconds": self.poll_seconds, "models": models}
+
+    def describe(self, problem: str) -> str:
+        """One line on what ``problem`` serves (the start-up log)."""
+        slot = self.slots.get(problem)
+        if slot is not None:
+            return f"{problem}: champion v{slot.version} ({slot.family}) from {slot.source}"
+        if problem in self.errors:
+            return f"{problem}: not loaded ({self.errors[problem]})"
+        if problem in self.waiting:
+            return f"{problem}: no champion yet"
+        return f"{problem}: loading"
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -513,17 +537,30 @@ def forecast_example(meta: dict[str, Any], n_series: int = 2) -> dict[str, Any]:
     body: dict[str, Any] = {"horizon": horizon}
     series = [str(s) for s in meta.get("series") or []][:n_series]
     panel = bool(meta.get("panel"))
-    if panel:
+    if panel and series:
         body["series_ids"] = series
     exog = list(meta.get("exog") or [])
     if exog:
         last = meta.get("exog_last") or {}
         if panel:
-            body["exog"] = [{"series_id": sid, **{c: float(last[sid][c]) for c in exog}}
+            body["exog"] = [{"series_id": sid, **_held(last.get(sid) or {}, exog)}
                             for sid in series for _ in range(horizon)]
         else:
-            body["exog"] = [{c: float(last[c]) for c in exog} for _ in range(horizon)]
+            body["exog"] = [_held(last, exog) for _ in range(horizon)]
     return body
+
+
+def _held(last: dict[str, Any], columns: list[str]) -> dict[str, float]:
+    """The last observed exog values as JSON numbers (0.0 where missing or not finite, so
+    the example is still a valid request)."""
+    out = {}
+    for col in columns:
+        try:
+            value = float(last.get(col, 0.0))
+        except (TypeError, ValueError):
+            value = 0.0
+        out[col] = value if math.isfinite(value) else 0.0
+    return out
 
 
 def _examples(hub: Hub) -> dict[str, dict[str, Any]]:
@@ -650,16 +687,11 @@ def create_app(hub: Hub) -> FastAPI:
         return out
 
     @app.get("/problems/{name}/series", summary="Series ids and targets of a problem")
-    def series(name: str = PathParam(description=name_doc)) -> dict[str, Any]:
-        if name not in hub.problems:
-            return error(404, f"unknown problem {name!r}; known: {hub.problems}")
-        slot = hub.slots.get(name)
-        if slot is None:
-            return error(404, f"problem {name!r} has no champion model loaded")
-        ids = [str(s) for s in slot.meta.get("series") or []]
-        return {"problem": name, "model_version": slot.version,
-                "panel": bool(slot.meta.get("panel")), "n_series": len(ids) or 1,
-                "series_ids": ids, "targets": list(slot.meta.get("targets") or [])}
+    def series(name: str = PathParam(description=name_doc)) -> Response:
+        try:
+            return JSONResponse(hub.series(name))
+        except RequestError as err:
+            return error(err.status, str(err))
 
     @app.post("/problems/{name}/forecast", summary="Forecast with the champion",
               response_model=ForecastResponse,
@@ -688,18 +720,9 @@ def create_app(hub: Hub) -> FastAPI:
 
 def startup_lines(hub: Hub, host: str, port: int) -> list[str]:
     """What ``forecastflow serve`` prints when it starts: where it listens, what it serves."""
-    url = f"http://{host}:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     lines = [f"forecastflow serve: listening on {url} (Swagger UI: {url}/docs)"]
-    for name in hub.problems:
-        slot = hub.slots.get(name)
-        if slot is not None:
-            lines.append(f"  {name}: champion v{slot.version} ({slot.family}) from "
-                         f"{slot.source}")
-        elif name in hub.waiting:
-            lines.append(f"  {name}: no champion yet")
-        else:
-            lines.append(f"  {name}: not loaded ({hub.errors.get(name, 'loading')})")
-    return lines
+    return lines + [f"  {hub.describe(name)}" for name in hub.problems]
 
 
 def discover_problems() -> list[str]:
@@ -722,7 +745,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
     # After a restart from the cache, the first registry check (which imports MLflow, a
     # few CPU-seconds) waits until the server has come up and answered.
     hub.start_polling(delay=0.0 if hub.verified else min(poll_seconds, STARTUP_GRACE))
-    for line in startup_lines(hub, host, port):
-        print(line, file=sys.stderr, flush=True)  # shown whatever the log level
-    uvicorn.run(create_app(hub), host=host, port=port, log_level="warning",
-                access_log=False)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # bound (a busy port exits in super() with uvicorn's error)
+                bound = (self.servers[0].sockets[0].getsockname()[1]
+                         if getattr(self, "servers", None) else port)  # --port 0: the real one
+                for line in startup_lines(hub, host, bound):
+                    print(line, file=sys.stderr, flush=True)  # shown whatever the log level
+
+    Server(uvicorn.Config(create_app(hub), host=host, port=port, log_level="warning",
+                          access_log=False)).run()

@@ -8,6 +8,7 @@ task logs into the same run); one child run per trial.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
@@ -23,6 +24,10 @@ T = TypeVar("T")
 
 METRIC_PREFIX = "backtest_"
 BASELINE_PREFIX = "baseline_"
+# MLflow 3's UI opens an experiment in its GenAI view (traces, no Models entry) unless the
+# experiment says it is classic model development or the URL asks for the ML view.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+WORKFLOW_QUERY = "workflowType=machine_learning"
 
 
 def tracking_uri() -> str:
@@ -43,11 +48,50 @@ def artifact_root() -> str:
 _READY: set[str] = set()
 
 
+class _LineLogger(io.TextIOBase):
+    """A text stream whose lines become log records of ``logger`` at ``level``."""
+
+    def __init__(self, logger: logging.Logger, level: int) -> None:
+        super().__init__()
+        self.logger, self.level, self.pending = logger, level, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.log(self.level, line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending.strip():
+            self.logger.log(self.level, self.pending.rstrip())
+        self.pending = ""
+
+
+def route_mlflow_logs() -> None:
+    """Send MLflow's messages through Python logging at their level: its progress prints
+    (``Registered model ... already exists. Creating a new version``) at INFO, its loggers to
+    the root handlers. Both otherwise write to stderr, which an Airflow task log shows as
+    ERROR."""
+    from mlflow.utils import logging_utils
+
+    if not isinstance(logging_utils.MLFLOW_LOGGING_STREAM, _LineLogger):
+        logging_utils.MLFLOW_LOGGING_STREAM = _LineLogger(logging.getLogger("mlflow"),
+                                                          logging.INFO)
+    mlflow_logger = logging.getLogger("mlflow")
+    mlflow_logger.handlers = []
+    mlflow_logger.propagate = True
+
+
 def client() -> Any:
     """An ``MlflowClient`` on the configured tracking and registry URI."""
     import mlflow
     from mlflow import MlflowClient
 
+    route_mlflow_logs()
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -95,6 +139,10 @@ def experiment_id(problem: str) -> str:
     name = f"forecastflow/{problem}"
     found = retry(lambda: mlflow_client.get_experiment_by_name(name), "get experiment")
     if found is not None:
+        if found.tags.get("mlflow.experimentKind") is None:  # created before the tag
+            for key, value in EXPERIMENT_KIND.items():
+                retry(lambda k=key, v=value: mlflow_client.set_experiment_tag(
+                    found.experiment_id, k, v), "tag experiment")
         return found.experiment_id
     from mlflow.exceptions import MlflowException
 
@@ -104,7 +152,8 @@ def experiment_id(problem: str) -> str:
     location = f"{artifact_root()}/{problem}" if local_store else None
     try:
         return retry(lambda: mlflow_client.create_experiment(
-            name, artifact_location=location, tags={"forecastflow.problem": problem}),
+            name, artifact_location=location,
+            tags={"forecastflow.problem": problem, **EXPERIMENT_KIND}),
             "create experiment")
     except MlflowException:  # created concurrently by a sibling task
         found = mlflow_client.get_experiment_by_name(name)
@@ -115,8 +164,10 @@ def experiment_id(problem: str) -> str:
 
 def find_or_create_run(problem: str, key_tags: dict[str, str], run_name: str,
                        parent_run_id: str | None = None,
-                       tags: dict[str, str] | None = None) -> str:
-    """The run carrying ``key_tags`` (created if absent): a retried task reuses its run."""
+                       tags: dict[str, str] | None = None,
+                       start_time: int | None = None) -> str:
+    """The run carrying ``key_tags`` (created if absent): a retried task reuses its run.
+    ``start_time`` (epoch ms) records when the work began, for runs logged after it."""
     mlflow_client = client()
     exp = experiment_id(problem)
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in key_tags.items())
@@ -129,15 +180,16 @@ def find_or_create_run(problem: str, key_tags: dict[str, str], run_name: str,
     all_tags = {**key_tags, **(tags or {})}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    run = retry(lambda: mlflow_client.create_run(exp, tags=all_tags, run_name=run_name),
-                "create run")
+    run = retry(lambda: mlflow_client.create_run(exp, start_time=start_time, tags=all_tags,
+                                                 run_name=run_name), "create run")
     return run.info.run_id
 
 
 def log_run(run_id: str, params: dict[str, Any] | None = None,
             metrics: dict[str, float] | None = None, tags: dict[str, str] | None = None,
-            status: str | None = None) -> None:
-    """Log params (stringified), finite metrics and tags to ``run_id`` in one batch."""
+            status: str | None = None, end_time: int | None = None) -> None:
+    """Log params (stringified), finite metrics and tags to ``run_id`` in one batch; with
+    ``status``, end the run (at ``end_time``, epoch ms, when the work ended earlier)."""
     import math
 
     from mlflow.entities import Metric, Param, RunTag
@@ -153,7 +205,8 @@ def log_run(run_id: str, params: dict[str, Any] | None = None,
     retry(lambda: mlflow_client.log_batch(run_id, metrics=batch_metrics, params=batch_params,
                                           tags=batch_tags), "log batch")
     if status:
-        retry(lambda: mlflow_client.set_terminated(run_id, status=status), "end run")
+        retry(lambda: mlflow_client.set_terminated(run_id, status=status, end_time=end_time),
+              "end run")
 
 
 def log_artifacts(run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
@@ -183,8 +236,21 @@ def code_version() -> str:
 
 
 def run_url(run_id: str, experiment: str | None = None) -> str:
-    """Link to a run in the MLflow UI (``FORECASTFLOW_MLFLOW_UI``, default localhost:5000)."""
+    """Link to a run's page in the MLflow UI's classic ML view (``FORECASTFLOW_MLFLOW_UI``,
+    default localhost:5000)."""
     base = os.environ.get("FORECASTFLOW_MLFLOW_UI", "http://localhost:5000").rstrip("/")
     if experiment is None:
         experiment = client().get_run(run_id).info.experiment_id
-    return f"{base}/#/experiments/{experiment}/runs/{run_id}"
+    return f"{base}/#/experiments/{experiment}/runs/{run_id}?{WORKFLOW_QUERY}"
+
+
+def mlflow_ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str] | None:
+    """The ``mlflow ui`` command line on this configuration's store (None when the tracking
+    URI is a server: its own UI is the one to open)."""
+    import sys
+
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
+            "--default-artifact-root", artifact_root(), "--host", host, "--port", str(port)]

@@ -143,6 +143,9 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
                                      "n_series": info["n_series"], "frequency": data.freq},
                      tags={"validation": "passed", "data_fingerprint": info["fingerprint"],
                            "data_window": f"{info['start']}..{info['end']}",
+                           # Runs listed by problem and data window, told apart by DAG run.
+                           "mlflow.runName": f"{problem.name} {info['start']}..{info['end']}"
+                                             f" ({ctx['run_id']})",
                            "dropped_series": json.dumps(sorted(data.dropped))[:4000]})
     log.info("validated %s: %d series, %d rows, %s..%s, fingerprint %s%s", problem.name,
              info["n_series"], info["rows"], info["start"], info["end"], info["fingerprint"],
@@ -281,12 +284,14 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
-    """One MLflow child run per trial, with the metric names shared by all families."""
+    """One MLflow child run per trial (named by its family and parameters, with the start and
+    end of its backtest), with the metric names shared by all families."""
     for result in results:
         child = tracking.find_or_create_run(
             ctx["problem"], {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
-            run_name=result.trial.trial_id, parent_run_id=parent,
-            tags={"family": result.trial.family, "forecastflow.role": "trial"})
+            run_name=result.trial.label, parent_run_id=parent,
+            tags={"family": result.trial.family, "forecastflow.role": "trial"},
+            start_time=result.extra.get("started_at"))
         tracking.log_run(child, params={"family": result.trial.family,
                                         "transform": result.trial.transform,
                                         **result.trial.params},
@@ -295,7 +300,8 @@ def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
                                   "search_seconds": result.seconds},
                          tags={"status": result.status, "error": result.error,
                                "n_series": str(result.n_series)},
-                         status="FINISHED" if result.status == "ok" else "FAILED")
+                         status="FINISHED" if result.status == "ok" else "FAILED",
+                         end_time=result.extra.get("ended_at"))
 
 
 def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
