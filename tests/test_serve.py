@@ -223,10 +223,13 @@ def test_series_endpoint_lists_a_panels_ids(server):
 
 def test_start_up_prints_the_url_and_the_champions(server):
     log = (server["home"] / "serve.log").read_text()
-    assert "forecastflow serve: listening on http://127.0.0.1:" in log
-    assert "(Swagger UI: http://127.0.0.1:" in log
+    url = server["base"]  # the bound port, printed once (not doubled by -v logging)
+    assert log.count(f"forecastflow serve: listening on {url} (Swagger UI: {url}/docs)") == 1
     for problem, version in server["versions"].items():
         assert f"  {problem}: champion v{version} (" in log, log[-2000:]
+    assert f"  {SINGLE}: champion v{server['versions'][SINGLE]} (seasonal_naive) from lookup" \
+        in log
+    assert f"  {EXOG}: champion v{server['versions'][EXOG]} (sarimax) from lookup" in log
     assert f"  {NONE}: no champion yet" in log
 
 
@@ -304,6 +307,11 @@ def test_hot_swap_and_failed_load_fallback(server):
              timeout=30, what="hot swap")
     code, out = call(base, f"/problems/{SINGLE}/forecast", {"horizon": 3})
     assert code == 200 and out["model_version"] == v2 and out["family"] == "drift"
+    # The OpenAPI examples are rebuilt for the new champion.
+    spec = call(base, "/openapi.json")[1]
+    example = spec["paths"]["/problems/{name}/forecast"]["post"]["requestBody"]["content"][
+        "application/json"]["examples"][SINGLE]
+    assert f"v{v2}, drift" in example["summary"], example
 
     # A champion whose artifact is broken: the old model keeps serving; /health says why.
     v3 = register(SINGLE, server["single"], Trial("naive", {}, "none"), "s3", promote=False)
@@ -369,13 +377,18 @@ def test_first_start_and_restart_answer_before_the_model_is_read(server, tmp_pat
 def test_restart_with_an_unreadable_cached_model(server, tmp_path):
     """A corrupt cached pickle does not stop a restart: exog-free requests are answered from
     the card, /health names the problem, and the registry check downloads a good copy (the
-    bad one is kept aside)."""
+    bad one is kept aside). The first start runs at the CLI's default log level (no -v): the
+    start-up lines are shown all the same."""
     process, other = start_server(tmp_path, "--poll-seconds", "30",
-                                  registry_home=server["home"])
+                                  registry_home=server["home"], verbose=False)
     try:
         wait_for(lambda: call(other, "/health")[1]["status"] == "ok", what="start")
     finally:
         stop_server(process)
+    log = (tmp_path / "serve.log").read_text()
+    assert f"forecastflow serve: listening on {other} (Swagger UI: {other}/docs)" in log, log
+    assert f"  {PANEL}: champion v{server['versions'][PANEL]} (seasonal_naive) from" in log
+    assert f"  {NONE}: no champion yet" in log
     version = json.loads((tmp_path / "serving" / SINGLE / "champion.json").read_text())[
         "version"]
     (tmp_path / "serving" / SINGLE / version / "artifacts" / "model.pkl").write_bytes(b"junk")
