@@ -49,6 +49,7 @@ from forecastflow import storage
 log = logging.getLogger("forecastflow.serve")
 
 MAX_BODY_BYTES = 1_000_000
+DRAIN_BYTES = 16 * MAX_BODY_BYTES  # larger bodies are refused without reading them
 MAX_EXOG_ROWS = 20_000
 STARTUP_GRACE = 3.0  # seconds
 
@@ -704,6 +705,11 @@ def create_app(hub: Hub) -> FastAPI:
                        ) -> Response:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            if int(length) <= DRAIN_BYTES:
+                # Read (and drop) a moderately oversized body before answering: closing a
+                # socket with unread data resets it and the client never sees the 413.
+                async for _ in request.stream():
+                    pass
             return error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
         body = await request.body()
         try:
