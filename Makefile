@@ -6,6 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The state folder (FORECASTFLOW_HOME, default ./.forecastflow) and the MLflow store
+# (MLFLOW_TRACKING_URI, default SQLite in the state folder) are decided by the library, the
+# same way for every target (demo, airflow-ui, mlflow-ui, serve). `make STATE=dir <target>` is
+# FORECASTFLOW_HOME=dir.
+ifeq ($(origin STATE),command line)
+export FORECASTFLOW_HOME := $(abspath $(STATE))
+endif
+
 .PHONY: demo library-demo test install lint bench airflow-ui mlflow-ui serve clean
 
 $(BIN)/python:
@@ -27,9 +35,6 @@ demo: install
 library-demo: install
 	$(BIN)/forecastflow run
 
-# The state folder (FORECASTFLOW_HOME, default ./.forecastflow) and the MLflow store
-# (MLFLOW_TRACKING_URI, default SQLite in the state folder) are decided by the library, the
-# same way for every command below and for `make demo`.
 airflow-ui: install
 	$(BIN)/forecastflow airflow-ui
 

@@ -4,6 +4,7 @@ Playwright), offline: every request that is not to 127.0.0.1/localhost is aborte
 - `forecastflow serve`'s Swagger UI (/docs) renders with every file from the installation.
 - The trigger form of `train_us_macro` in the Airflow UI shows titled fields, no editable
   `problem`, and a multi-select of exactly the families the problem's YAML declares.
+- The "MLflow run" link opens MLflow's model-training view of the run, not its GenAI view.
 
 Screenshots go to pytest's tmp folder and their paths are printed. Run it by hand with
 ``.venv/bin/python -m pytest tests/test_browser.py -s``. Needs ``apt-get install -y chromium``
@@ -247,3 +248,35 @@ def test_trigger_form_of_training_dag(offline_page, tmp_path):
                 os.killpg(group, signal.SIGKILL)
     assert not net.blocked, (f"the Airflow UI asked for files off the host: {net.blocked}; "
                              f"see {shots}")
+
+
+def test_mlflow_run_link_opens_the_classic_run_page(offline_page, tmp_path):
+    """The Airflow "MLflow run" button's URL opens MLflow's model-training view (with its
+    Models and Model registry entries), not the GenAI view."""
+    page, _ = offline_page
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
+    env["FORECASTFLOW_HOME"] = str(tmp_path / "state")
+    port = free_port()
+    env["FORECASTFLOW_MLFLOW_UI"] = f"http://127.0.0.1:{port}"
+    made = subprocess.run(
+        [str(BIN / "python"), "-c", "from forecastflow import tracking; "
+         "run = tracking.find_or_create_run('link_check', {'airflow_run_id': 'r'}, 'r'); "
+         "print(tracking.run_url(run))"], env=env, capture_output=True, text=True,
+        timeout=120, check=True)
+    url = made.stdout.strip().splitlines()[-1]
+    log = tmp_path / "mlflow-ui.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen([str(BIN / "forecastflow"), "mlflow-ui", "--port", str(port)],
+                              env=env, stdout=out, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", ui, log, timeout=120)
+        page.goto(url)
+        page.get_by_text("Model registry").first.wait_for(timeout=30_000)
+        shot(page, None, tmp_path / "mlflow_run_link.png")
+        assert page.get_by_text("Models", exact=True).first.is_visible()
+        assert "workflowType=machine_learning" in page.url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=30)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,9 +27,12 @@ def free_port() -> int:
 
 
 @pytest.mark.parametrize("tracking_env", [None, "sqlite:///{home}/elsewhere.db"])
-def test_ui_commands_use_the_store_every_command_uses(tmp_path, monkeypatch, tracking_env):
+@pytest.mark.parametrize("relative_home", [False, True])
+def test_ui_commands_use_the_store_every_command_uses(tmp_path, monkeypatch, tracking_env,
+                                                      relative_home):
     home = tmp_path / "state"
-    monkeypatch.setenv("FORECASTFLOW_HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FORECASTFLOW_HOME", "state" if relative_home else str(home))
     if tracking_env:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_env.format(home=tmp_path))
     else:
@@ -38,10 +42,18 @@ def test_ui_commands_use_the_store_every_command_uses(tmp_path, monkeypatch, tra
     assert store == tracking.tracking_uri()
     assert store == (tracking_env.format(home=tmp_path) if tracking_env
                      else f"sqlite:///{home}/mlflow.db")
+    artifacts = command[command.index("--default-artifact-root") + 1]
+    assert artifacts == tracking.artifact_root() == (home / "mlartifacts").as_uri()
     argv, env = cli.airflow_ui_command()
     assert argv[-1] == "standalone" and env["FORECASTFLOW_HOME"] == str(home)
     assert env["AIRFLOW_HOME"] == str(home / "airflow")
     assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("dags")
+    # Airflow's task processes, in whatever folder they run, resolve the same store.
+    worker = subprocess.run(
+        [sys.executable, "-c", "from forecastflow import tracking; print(tracking.tracking_uri())"],
+        env=env, cwd=Path(env["AIRFLOW_HOME"]).parent.parent, capture_output=True, text=True,
+        timeout=60, check=True)
+    assert worker.stdout.strip() == store
 
 
 def test_mlflow_ui_points_at_a_tracking_server_instead_of_starting_one(monkeypatch, capsys):
@@ -92,3 +104,44 @@ def test_list_and_errors_name_the_problem(capsys):
     assert "us_macro" in capsys.readouterr().out
     assert cli.main(["validate", "no_such_problem"]) == 2
     assert "no_such_problem" in capsys.readouterr().err
+
+
+def test_demo_hints_are_commands_that_open_the_same_store(tmp_path, monkeypatch):
+    """`make demo` ends with where to look: the commands carry the variables it ran with."""
+    home = tmp_path / "my state"
+    monkeypatch.setenv("FORECASTFLOW_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    hints = cli.ui_hints(str(home / "airflow"))
+    prefix = f"FORECASTFLOW_HOME='{home}' make"
+    assert f"{prefix} mlflow-ui -> http://localhost:5000  (store sqlite:///{home}/mlflow.db)" in (
+        hints)
+    assert f"{prefix} airflow-ui" in hints and f"{prefix} serve" in hints
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    hints = cli.ui_hints(str(home / "airflow"))
+    assert "make mlflow-ui" not in hints
+    assert "MLflow UI:   http://mlflow.internal:5000" in hints
+    assert "MLFLOW_TRACKING_URI=http://mlflow.internal:5000 make airflow-ui" in hints
+    # The Airflow "MLflow run" button opens that server's UI too.
+    monkeypatch.delenv("FORECASTFLOW_MLFLOW_UI", raising=False)
+    assert tracking.run_url("abc", experiment="3").startswith(
+        "http://mlflow.internal:5000/#/experiments/3/runs/abc")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_targets_run_the_library_commands():
+    """No state path in the Makefile: its targets call the commands above, and
+    `make STATE=dir` is FORECASTFLOW_HOME=dir."""
+    root = Path(cli.repo_root())
+    plan = subprocess.run(["make", "-n", "mlflow-ui", "airflow-ui", "serve"], cwd=root,
+                          capture_output=True, text=True, check=True).stdout
+    assert "forecastflow mlflow-ui" in plan and "forecastflow airflow-ui" in plan
+    assert "forecastflow serve" in plan
+    assert "sqlite:" not in plan and "AIRFLOW_HOME" not in plan and ".forecastflow" not in plan
+    probe = ["make", "--eval", "probe: ; @echo \"[$$FORECASTFLOW_HOME]\"", "probe"]
+    env = {k: v for k, v in os.environ.items() if k != "FORECASTFLOW_HOME"}
+    out = subprocess.run([*probe, "STATE=elsewhere"], cwd=root, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == f"[{root / 'elsewhere'}]"
+    out = subprocess.run(probe, cwd=root, env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -22,6 +22,7 @@ from forecastflow.search import (
     plan_trials,
     run_trial,
     select,
+    trial_labels,
 )
 
 SARIMAX_GRID = {"order": [[1, 0, 0], [2, 0, 0], [0, 1, 1], [1, 1, 0]], "trend": ["n", "c", "t"]}
@@ -206,11 +207,30 @@ def test_run_trial_records_its_wall_clock_span(saved, make_problem):
     assert (merged.extra["started_at"], merged.extra["ended_at"]) == (start, end + 900)
 
 
-def test_trial_labels_tell_trials_apart():
-    a = Trial("sarimax", {"order": [1, 1, 1], "seasonal_order": [0, 1, 1]}, "log")
-    b = Trial("sarimax", {"order": [2, 1, 1], "seasonal_order": [0, 1, 1]}, "log")
-    assert a.label == "sarimax order=(1, 1, 1) seasonal_order=(0, 1, 1) log"
-    assert a.label != b.label and Trial("naive", {}).label == "naive"
+def test_trial_labels_are_short_and_tell_trials_apart():
+    """Run names: family, ARMA orders, only the parameters that differ, transform."""
+    trials = [
+        Trial("sarimax", {"order": [1, 1, 1], "seasonal_order": [0, 1, 1], "maxiter": 50},
+              "log"),
+        Trial("sarimax", {"order": [2, 1, 1], "seasonal_order": [0, 1, 1], "maxiter": 50},
+              "log"),
+        Trial("gradient_boosting", {"lags": 12, "max_depth": 3, "max_iter": 200}),
+        Trial("gradient_boosting", {"lags": 24, "max_depth": 3, "max_iter": 200}),
+        Trial("gradient_boosting", {"lags": 24, "max_depth": 5, "max_iter": 200}),
+        Trial("varmax", {"order": [1, 0], "trend": "c"}, "log-diff"),
+        Trial("naive", {}),
+        Trial("naive", {}, "log"),
+    ]
+    labels = trial_labels(trials)
+    assert [labels[t.trial_id] for t in trials] == [
+        "sarimax (1,1,1)(0,1,1) log", "sarimax (2,1,1)(0,1,1) log",
+        "gradient_boosting lags=12 depth=3", "gradient_boosting lags=24 depth=3",
+        "gradient_boosting lags=24 depth=5", "varmax (1,0) log-diff", "naive", "naive log"]
+    # Values that print alike still get distinct names.
+    close = [Trial("gradient_boosting", {"learning_rate": 0.1}),
+             Trial("gradient_boosting", {"learning_rate": 0.1000000001})]
+    assert len(set(trial_labels(close).values())) == 2
+    assert trials[0].label() == "sarimax (1,1,1)(0,1,1) maxiter=50 log"
 
 
 def test_run_trial_accepts_dicts_and_matches_in_memory(saved, monthly_data, make_problem):

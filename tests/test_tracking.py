@@ -8,6 +8,8 @@ import os
 
 import pytest
 
+from forecastflow import tracking
+
 
 def _touch(home: str) -> str:
     os.environ["FORECASTFLOW_HOME"] = home
@@ -62,21 +64,62 @@ def test_runs_record_when_the_work_started_and_ended(store):
     assert (info.start_time, info.end_time) == (1_700_000_000_000, 1_700_000_012_500)
 
 
-def test_mlflow_chatter_is_logged_at_info_not_printed_to_stderr(store, caplog, capfd):
+def test_trial_runs_carry_real_times_and_readable_names(store, monthly_data, make_problem):
+    """Trial runs are logged after the search: they keep each trial's own start and end
+    (not a few ms at logging time) and are named so they can be told apart; the parent run
+    is named by problem (and, once validated, the data window) and DAG run."""
+    from forecastflow import training
+    from forecastflow.search import Trial, run_trial
+
+    problem = make_problem(models=[{"family": "sarimax"}, {"family": "seasonal_naive"}])
+    trials = [Trial("sarimax", {"order": [1, 0, 0], "trend": "c", "maxiter": 25}),
+              Trial("sarimax", {"order": [2, 0, 0], "trend": "c", "maxiter": 25}),
+              Trial("seasonal_naive", {}, "log")]
+    results = [run_trial(t, monthly_data, problem) for t in trials]
+    ctx = training.run_context("toy", "train_toy", "manual__2026-01-01T00:00:00",
+                               "2026-01-01", "2026-01-01")
+    parent = training.parent_run(ctx)
+    training.log_trials(ctx, parent, results)
+    mlflow_client = tracking.client()
+    assert mlflow_client.get_run(parent).info.run_name == (
+        "toy (manual__2026-01-01T00:00:00)")
+    assert tracking.parent_run_name("toy", "r1", "2015-01-01..2020-12-01") == (
+        "toy 2015-01-01..2020-12-01 (r1)")
+    children = {r.data.tags["trial_id"]: r for r in mlflow_client.search_runs(
+        [tracking.experiment_id("toy")], f"tags.`mlflow.parentRunId` = '{parent}'")}
+    assert len(children) == 3
+    for result in results:
+        info = children[result.trial.trial_id].info
+        assert info.start_time == result.extra["started_at"]
+        assert info.start_time < info.end_time
+        assert (info.end_time - info.start_time) / 1000 == pytest.approx(result.seconds,
+                                                                         abs=0.002)
+        assert info.run_name.startswith(result.trial.family)
+    names = [children[r.trial.trial_id].info.run_name for r in results]
+    assert names == ["sarimax (1,0,0)", "sarimax (2,0,0)", "seasonal_naive log"]
+
+
+def test_registering_a_second_version_logs_info_not_stderr(store, caplog, capfd):
     """MLflow prints "Registered model ... already exists. Creating a new version" to
-    stderr, which an Airflow task log shows as ERROR: it goes through logging at INFO."""
+    stderr, which an Airflow 3 task log shows as ERROR: it goes through logging at INFO, and
+    MLflow's loggers reach the root handlers at their own level."""
     import logging
 
-    from mlflow.utils.logging_utils import eprint
+    import mlflow
 
     from forecastflow import tracking
 
-    tracking.client()
+    run = tracking.find_or_create_run("chatter", {"airflow_run_id": "c"}, run_name="c")
+    tracking.client().log_text(run, "flavors: {}\n", "model/MLmodel")  # a model to register
+    mlflow.register_model(f"runs:/{run}/model", "chatter")
+    capfd.readouterr()
     with caplog.at_level(logging.INFO):
-        eprint("Registered model 'x' already exists. Creating a new version of this model...")
+        version = mlflow.register_model(f"runs:/{run}/model", "chatter")
         logging.getLogger("mlflow.store").warning("a library warning")
+    assert str(version.version) == "2"
     records = {r.getMessage(): r.levelname for r in caplog.records}
-    assert records["Registered model 'x' already exists. Creating a new version of this "
-                   "model..."] == "INFO"
+    assert records["Registered model 'chatter' already exists. Creating a new version of "
+                   "this model..."] == "INFO"
     assert records["a library warning"] == "WARNING"
-    assert "already exists" not in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "already exists" not in err and "a library warning" not in err

@@ -147,14 +147,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nBatch forecasts (Parquet, partitioned by problem and run): {store}")
     for part in sorted(store.glob("problem=*/run=*/forecasts.parquet")):
         print(f"  {part.relative_to(store)}  (+ forecast.png)")
-    print(f"""
-Airflow UI:  make airflow-ui   -> http://localhost:8080  (airflow standalone on this project's
-             DAGs, AIRFLOW_HOME={env['AIRFLOW_HOME']}; it prints the admin password)
-MLflow UI:   make mlflow-ui    -> http://localhost:5000  (store {tracking_uri()})
-REST API:    make serve        -> http://localhost:8000/docs  (forecastflow serve)
-(These use FORECASTFLOW_HOME and MLFLOW_TRACKING_URI as this command did: keep them set.)
-Rollback:    .venv/bin/forecastflow rollback <problem>   (champion back to 'previous')""")
+    print(ui_hints(env["AIRFLOW_HOME"]))
     return 1 if failed else 0
+
+
+def ui_hints(airflow_home: str) -> str:
+    """Where to look next, as commands that open this run's state folder and MLflow store:
+    ``FORECASTFLOW_HOME`` and ``MLFLOW_TRACKING_URI``, when set, are part of the command."""
+    import os
+    import shlex
+
+    from forecastflow.tracking import mlflow_ui_command, tracking_uri
+
+    prefix = "".join(f"{key}={shlex.quote(os.environ[key])} " for key in (
+        "FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI") if os.environ.get(key))
+    mlflow_ui = (f"{prefix}make mlflow-ui -> http://localhost:5000  (store {tracking_uri()})"
+                 if mlflow_ui_command() else f"{tracking_uri()}  (the tracking server's UI)")
+    return f"""
+Airflow UI:  {prefix}make airflow-ui -> http://localhost:8080  (airflow standalone on this
+             project's DAGs, AIRFLOW_HOME={airflow_home}; it prints the admin password)
+MLflow UI:   {mlflow_ui}
+REST API:    {prefix}make serve -> http://localhost:8000/docs  (forecastflow serve)
+Rollback:    {prefix}.venv/bin/forecastflow rollback <problem>   (champion back to 'previous')"""
 
 
 def cmd_mlflow_ui(args: argparse.Namespace) -> int:

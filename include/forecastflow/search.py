@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,17 +45,18 @@ class Trial:
     params: dict[str, Any]
     transform: str = "none"
 
-    @property
-    def label(self) -> str:
-        """A short readable name: family, parameters, transform (``sarimax order=(1, 1, 1)
-        seasonal_order=(0, 1, 1) log``)."""
-        def fmt(value: Any) -> str:
-            return f"({', '.join(map(str, value))})" if isinstance(value, (list, tuple)) else (
-                str(value))
-
-        parts = [self.family, *(f"{k}={fmt(v)}" for k, v in sorted(self.params.items())),
-                 *([self.transform] if self.transform != "none" else [])]
-        return " ".join(parts)[:240]
+    def label(self, keys: Collection[str] | None = None) -> str:
+        """A short readable name: family, ARMA orders, the parameters ``keys`` (default all)
+        and the transform: ``sarimax (1,1,1)(0,1,1) log``, ``gradient_boosting lags=12
+        depth=3``. See :func:`trial_labels` for names that show only what differs."""
+        keys = self.params if keys is None else keys
+        orders = "".join(_short(self.params[k]) for k in ORDER_PARAMS
+                         if self.params.get(k) is not None)
+        others = [f"{SHORT_NAMES.get(k, k)}={_short(self.params[k])}" for k in sorted(keys)
+                  if k in self.params and k not in ORDER_PARAMS]
+        parts = [self.family, orders, *others, "" if self.transform == "none" else
+                 self.transform]
+        return " ".join(p for p in parts if p)[:240]
 
     @property
     def trial_id(self) -> str:
@@ -73,6 +75,39 @@ class Trial:
         model = build_model(self.family, self.params, coverage=problem.coverage,
                             season_length=season)
         return ForecastPipeline(model, self.transform)
+
+
+# Run names: ARMA orders are shown bare, (p,d,q)(P,D,Q), always; long parameter names short.
+ORDER_PARAMS = ("order", "seasonal_order")
+SHORT_NAMES = {"learning_rate": "lr", "max_leaf_nodes": "leaves", "max_depth": "depth",
+               "max_iter": "iter", "min_samples_leaf": "min_leaf", "l2_regularization": "l2",
+               "differencing": "diff", "global_model": "global"}
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"({','.join(_short(v) for v in value)})"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def trial_labels(trials: list[Trial]) -> dict[str, str]:
+    """Short, distinct names by ``trial_id``: family, ARMA orders, the parameters that differ
+    between the family's trials, transform (``sarimax (2,0,0) log-diff``)."""
+    by_family: dict[str, list[Trial]] = {}
+    for trial in trials:
+        by_family.setdefault(trial.family, []).append(trial)
+    labels = {}
+    for group in by_family.values():
+        keys = {k for t in group for k in t.params
+                if len({json.dumps(u.params.get(k), sort_keys=True, default=str)
+                        for u in group}) > 1}
+        labels.update({t.trial_id: t.label(keys) for t in group})
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    # Values that print alike (rounding) or an identical trial twice: the id tells them apart.
+    return {tid: f"{label} [{tid.rsplit('-', 1)[-1]}]" if seen[label] > 1 else label
+            for tid, label in labels.items()}
 
 
 @dataclass

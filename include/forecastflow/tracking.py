@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -49,41 +50,54 @@ _READY: set[str] = set()
 
 
 class _LineLogger(io.TextIOBase):
-    """A text stream whose lines become log records of ``logger`` at ``level``."""
+    """A text stream whose lines become log records of ``logger`` at ``level`` (a line per
+    thread is buffered until its newline; ``enabled`` as on MLflow's own stream)."""
 
     def __init__(self, logger: logging.Logger, level: int) -> None:
         super().__init__()
-        self.logger, self.level, self.pending = logger, level, ""
+        self.logger, self.level, self.enabled = logger, level, True
+        self._local = threading.local()
 
     def writable(self) -> bool:
         return True
 
     def write(self, text: str) -> int:
-        *lines, self.pending = (self.pending + text).split("\n")
+        *lines, self._local.pending = (getattr(self._local, "pending", "") + text).split("\n")
         for line in lines:
-            if line.strip():
-                self.logger.log(self.level, line.rstrip())
+            self._emit(line)
         return len(text)
 
     def flush(self) -> None:
-        if self.pending.strip():
-            self.logger.log(self.level, self.pending.rstrip())
-        self.pending = ""
+        pending, self._local.pending = getattr(self._local, "pending", ""), ""
+        self._emit(pending)
+
+    def _emit(self, line: str) -> None:
+        if self.enabled and line.strip():
+            self.logger.log(self.level, line.rstrip())
+
+
+# The loggers MLflow gives its own stderr handler (mlflow.utils.logging_utils).
+MLFLOW_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "huey")
 
 
 def route_mlflow_logs() -> None:
-    """Send MLflow's messages through Python logging at their level: its progress prints
-    (``Registered model ... already exists. Creating a new version``) at INFO, its loggers to
-    the root handlers. Both otherwise write to stderr, which an Airflow task log shows as
-    ERROR."""
+    """Send MLflow's messages through Python logging: its progress prints (``Registered model
+    ... already exists. Creating a new version``) as INFO records of the ``mlflow`` logger,
+    and its loggers, at the levels MLflow set, to the root handlers. Both otherwise write to
+    stderr, which an Airflow 3 task log shows as ERROR."""
     from mlflow.utils import logging_utils
 
     if not isinstance(logging_utils.MLFLOW_LOGGING_STREAM, _LineLogger):
+        # eprint() looks the stream up at each call.
         logging_utils.MLFLOW_LOGGING_STREAM = _LineLogger(logging.getLogger("mlflow"),
                                                           logging.INFO)
-    mlflow_logger = logging.getLogger("mlflow")
-    mlflow_logger.handlers = []
-    mlflow_logger.propagate = True
+    for name in MLFLOW_LOGGERS:
+        logger = logging.getLogger(name)
+        own = [h for h in logger.handlers
+               if isinstance(getattr(h, "stream", None), logging_utils.MlflowLoggingStream)]
+        if own:  # only what MLflow configured; a host application's setup is left alone
+            logger.handlers = [h for h in logger.handlers if h not in own]
+            logger.propagate = True
 
 
 def client() -> Any:
@@ -148,7 +162,7 @@ def experiment_id(problem: str) -> str:
 
     # Without a tracking server to hold artifacts, keep them in the state folder (MLflow's
     # default would be ./mlruns under whatever directory the worker runs in).
-    local_store = not tracking_uri().startswith(("http://", "https://", "databricks"))
+    local_store = not is_server(tracking_uri())
     location = f"{artifact_root()}/{problem}" if local_store else None
     try:
         return retry(lambda: mlflow_client.create_experiment(
@@ -235,10 +249,29 @@ def code_version() -> str:
         return "unknown"
 
 
+def parent_run_name(problem: str, airflow_run_id: str, data_window: str | None = None) -> str:
+    """A DAG run's MLflow run name: listed by problem and data window, told apart by the
+    Airflow run id (``us_macro 1959-03-31..2009-09-30 (manual__2026-...)``). Before
+    validation knows the window: ``us_macro (manual__2026-...)``."""
+    return " ".join(part for part in (problem, data_window, f"({airflow_run_id})") if part)
+
+
+def is_server(uri: str) -> bool:
+    """A tracking URI served by a tracking server (which has its own UI and artifact store)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def ui_url() -> str:
+    """The MLflow UI: ``FORECASTFLOW_MLFLOW_UI``, else the tracking server when
+    ``MLFLOW_TRACKING_URI`` is one, else http://localhost:5000 (``forecastflow mlflow-ui``)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    default = uri if uri.startswith(("http://", "https://")) else "http://localhost:5000"
+    return (os.environ.get("FORECASTFLOW_MLFLOW_UI") or default).rstrip("/")
+
+
 def run_url(run_id: str, experiment: str | None = None) -> str:
-    """Link to a run's page in the MLflow UI's classic ML view (``FORECASTFLOW_MLFLOW_UI``,
-    default localhost:5000)."""
-    base = os.environ.get("FORECASTFLOW_MLFLOW_UI", "http://localhost:5000").rstrip("/")
+    """Link to a run's page in the MLflow UI's classic ML view (see :func:`ui_url`)."""
+    base = ui_url()
     if experiment is None:
         experiment = client().get_run(run_id).info.experiment_id
     return f"{base}/#/experiments/{experiment}/runs/{run_id}?{WORKFLOW_QUERY}"
@@ -250,7 +283,7 @@ def mlflow_ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str] | 
     import sys
 
     uri = tracking_uri()
-    if uri.startswith(("http://", "https://", "databricks")):
+    if is_server(uri):
         return None
     return [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
             "--default-artifact-root", artifact_root(), "--host", host, "--port", str(port)]

@@ -94,7 +94,7 @@ def parent_run(ctx: Context) -> str:
     """The MLflow parent run of this DAG run (created once, found again on retries)."""
     return tracking.find_or_create_run(
         ctx["problem"], {"airflow_run_id": ctx["run_id"], "forecastflow.role": "training"},
-        run_name=f"{ctx['dag_id']} {ctx['run_id']}",
+        run_name=tracking.parent_run_name(ctx["problem"], ctx["run_id"]),  # + window: validate
         tags={"dag_id": ctx["dag_id"], "logical_date": ctx["logical_date"],
               "data_cutoff": ctx["cutoff"], "code_version": tracking.code_version()})
 
@@ -144,8 +144,8 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
                      tags={"validation": "passed", "data_fingerprint": info["fingerprint"],
                            "data_window": f"{info['start']}..{info['end']}",
                            # Runs listed by problem and data window, told apart by DAG run.
-                           "mlflow.runName": f"{problem.name} {info['start']}..{info['end']}"
-                                             f" ({ctx['run_id']})",
+                           "mlflow.runName": tracking.parent_run_name(
+                               problem.name, ctx["run_id"], f"{info['start']}..{info['end']}"),
                            "dropped_series": json.dumps(sorted(data.dropped))[:4000]})
     log.info("validated %s: %d series, %d rows, %s..%s, fingerprint %s%s", problem.name,
              info["n_series"], info["rows"], info["start"], info["end"], info["fingerprint"],
@@ -284,12 +284,16 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
-    """One MLflow child run per trial (named by its family and parameters, with the start and
-    end of its backtest), with the metric names shared by all families."""
+    """One MLflow child run per trial (named by family, the parameters that differ and the
+    transform, with the start and end of its backtest), with the metric names shared by all
+    families."""
+    from forecastflow.search import trial_labels
+
+    names = trial_labels([result.trial for result in results])
     for result in results:
         child = tracking.find_or_create_run(
             ctx["problem"], {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
-            run_name=result.trial.label, parent_run_id=parent,
+            run_name=names[result.trial.trial_id], parent_run_id=parent,
             tags={"family": result.trial.family, "forecastflow.role": "trial"},
             start_time=result.extra.get("started_at"))
         tracking.log_run(child, params={"family": result.trial.family,
@@ -441,7 +445,7 @@ def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
         decision = {"promoted": False, "changed": False, "champion": str(version),
                     "challenger": None, "reasons": [reason]}
         tracking.log_run(validated["parent_run_id"], tags={
-            "promotion": "unchanged", "promotion_reasons": reason})
+            "promotion": "unchanged", "promotion_reasons": reason}, status="FINISHED")
         log.info("promotion of %s: nothing moves, %s", name, reason)
         return decision
     return _gate(ctx, registered, current)
@@ -481,7 +485,7 @@ def _gate(ctx: Context, registered: dict[str, Any], current: Any) -> dict[str, A
                 "champion_score": champion_score}
     tracking.log_run(validated["parent_run_id"], tags={
         "promotion": "promoted" if promoted else "not promoted",
-        "promotion_reasons": "; ".join(reasons)})
+        "promotion_reasons": "; ".join(reasons)}, status="FINISHED")  # the DAG run's last stage
     log.info("promotion of %s v%s: %s (%s)", name, version,
              "PROMOTED to champion" if promoted else "not promoted", "; ".join(reasons))
     return decision
