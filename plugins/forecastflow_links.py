@@ -2,7 +2,8 @@
 
 The training tasks push the URL of their DAG run's MLflow parent run to XCom under this link's
 key (see ``forecastflow.training.link_xcom``); the link reads it back. The MLflow UI address is
-``FORECASTFLOW_MLFLOW_UI`` (default http://localhost:5000).
+``FORECASTFLOW_MLFLOW_UI`` (default: the tracking server when ``MLFLOW_TRACKING_URI`` is
+http(s), else http://localhost:5000).
 """
 
 from __future__ import annotations
