@@ -119,10 +119,14 @@ def airflow_env() -> dict[str, str]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the training DAGs of the demo problems with `airflow dags test`."""
+    import os
     import subprocess
 
     from forecastflow.tracking import tracking_uri
 
+    # What the user set (MLflow's client later exports MLFLOW_TRACKING_URI in this process).
+    given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
+             if os.environ.get(key)}
     env = airflow_env()
     airflow = str(Path(sys.executable).parent / "airflow")
     print(f"Airflow home: {env['AIRFLOW_HOME']} (SQLite); MLflow: {tracking_uri()}",
@@ -147,11 +151,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nBatch forecasts (Parquet, partitioned by problem and run): {store}")
     for part in sorted(store.glob("problem=*/run=*/forecasts.parquet")):
         print(f"  {part.relative_to(store)}  (+ forecast.png)")
-    print(ui_hints(env["AIRFLOW_HOME"]))
+    print(ui_hints(env["AIRFLOW_HOME"], given))
     return 1 if failed else 0
 
 
-def ui_hints(airflow_home: str) -> str:
+def ui_hints(airflow_home: str, given: dict[str, str] | None = None) -> str:
     """Where to look next, as commands that open this run's state folder and MLflow store:
     ``FORECASTFLOW_HOME`` and ``MLFLOW_TRACKING_URI``, when set, are part of the command."""
     import os
@@ -159,8 +163,9 @@ def ui_hints(airflow_home: str) -> str:
 
     from forecastflow.tracking import mlflow_ui_command, tracking_uri
 
-    prefix = "".join(f"{key}={shlex.quote(os.environ[key])} " for key in (
-        "FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI") if os.environ.get(key))
+    given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
+             if os.environ.get(key)} if given is None else given
+    prefix = "".join(f"{key}={shlex.quote(value)} " for key, value in given.items())
     mlflow_ui = (f"{prefix}make mlflow-ui -> http://localhost:5000  (store {tracking_uri()})"
                  if mlflow_ui_command() else f"{tracking_uri()}  (the tracking server's UI)")
     return f"""
