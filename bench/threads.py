@@ -1,8 +1,9 @@
 """Thread oversubscription benchmark: ``--tasks`` search tasks fitting at once, as the mapped
-search does on one worker, with the library's per-task limit (``forecastflow.threads``) and
-without it (each BLAS/OpenMP pool one thread per core, the default a scheduler-launched task
-gets when nothing pins threads). Each task is a fresh process that backtests one trial of a
-shipped problem; the figure is the wall time until the last task ends. The two modes alternate
+search does on one worker, with the library's per-task limit
+(``forecastflow.orchestration.threads``) and without it (each BLAS/OpenMP pool one thread
+per core, the default a scheduler-launched task gets when nothing pins threads). Each task
+is a fresh process that backtests one trial of a shipped problem; the figure is the wall time
+until the last task ends. The two modes alternate
 ``--rounds`` times (the machine is shared and noisy) and the medians are compared.
 
     .venv/bin/python bench/threads.py [--problem us_macro] [--family varmax] [--tasks 4]
@@ -19,10 +20,10 @@ import time
 
 TASK = """
 import sys, time
-from forecastflow import threads
-from forecastflow.config import find_problem
-from forecastflow.pipeline import load_data
-from forecastflow.search import plan_trials, run_trial
+from forecastflow.orchestration import threads
+from forecastflow.data.problem import find_problem
+from forecastflow.workflow import load_data
+from forecastflow.evaluation.search import plan_trials, run_trial
 
 problem = find_problem(sys.argv[1])
 data = load_data(problem)

@@ -10,42 +10,33 @@ select → fit the winner → backtest/evaluate against seasonal naive → regis
 champion on the same windows → publish the problem's champion Asset when the champion changed.
 
 Tasks pass references (run-folder paths, MLflow run ids, model versions), never DataFrames.
-This file only wires: every task body is a call into `forecastflow.training`.
+This file only wires: every task body is a call into `forecastflow.orchestration.training`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from airflow.sdk import Param, dag, get_current_context, task
 
-from forecastflow.dagspec import (
+from forecastflow.orchestration.constants import DEFAULT_ARGS, MAX_SEARCH_TASKS, champion_asset
+from forecastflow.orchestration.spec import (
     FAMILY_NAMES,
-    LINK_KEY,
     METRIC_NAMES,
     DagSpec,
-    champion_asset,
     discover,
     timetable_of,
 )
 
-DEFAULT_ARGS = {"owner": "forecastflow", "retries": 2, "retry_delay": timedelta(seconds=30)}
-MAX_SEARCH_TASKS = 4  # = forecastflow.training.MAX_SEARCH_TASKS (threads are sized from it)
-
 
 def _ctx() -> dict:
-    from forecastflow import training
+    from forecastflow.orchestration import context
 
-    return training.from_airflow()
+    return context.from_airflow()
 
 
 def _link(refs: dict) -> None:
-    """Push the MLflow parent-run URL for the plugin's "MLflow run" button."""
-    from forecastflow import tracking
+    from forecastflow.orchestration import context
 
-    run_id = refs.get("parent_run_id") or (refs.get("run") or {}).get("parent_run_id")
-    if run_id:
-        get_current_context()["ti"].xcom_push(key=LINK_KEY, value=tracking.run_url(run_id))
+    context.push_link(refs)
 
 
 def params(spec: DagSpec) -> dict[str, Param]:
@@ -104,7 +95,7 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
     def training_dag() -> None:
         @task
         def ingest() -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             ingested = training.ingest(_ctx())
             _link(ingested)
@@ -114,9 +105,9 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
         def validate(ingested: dict) -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
-            from forecastflow import training
-            from forecastflow.config import ProblemConfigError
-            from forecastflow.validate import DataValidationError
+            from forecastflow.data.problem import ProblemConfigError
+            from forecastflow.data.validation import DataValidationError
+            from forecastflow.orchestration import training
 
             _link(ingested)
             try:
@@ -126,28 +117,28 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
 
         @task
         def preprocess(validated: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(validated)
             return training.preprocess(_ctx(), validated)
 
         @task
         def plan_trials(profiled: dict) -> list[dict]:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(profiled)
             return training.plan(_ctx(), profiled)
 
         @task(max_active_tis_per_dagrun=MAX_SEARCH_TASKS)
         def search(batch: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(batch)
             return training.search(_ctx(), batch)
 
         @task
         def select(searched: list) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             searched = list(searched)
             if searched:
@@ -156,28 +147,28 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
 
         @task
         def fit(selected: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(selected)
             return training.fit(_ctx(), selected)
 
         @task
         def evaluate(selected: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(selected)
             return training.evaluate(_ctx(), selected)
 
         @task
         def register(fitted: dict, evaluated: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(fitted)
             return training.register(_ctx(), fitted, evaluated)
 
         @task
         def promote(registered: dict) -> dict:
-            from forecastflow import training
+            from forecastflow.orchestration import training
 
             _link(registered)
             return training.promote(_ctx(), registered)

@@ -1,8 +1,8 @@
 """Airflow plugin: an "MLflow run" button on every ForecastFlow training task.
 
 The training tasks push the URL of their DAG run's MLflow parent run to XCom under this link's
-key (see ``forecastflow.training.link_xcom``); the link reads it back. The MLflow UI address is
-``FORECASTFLOW_MLFLOW_UI`` (default: the tracking server when ``MLFLOW_TRACKING_URI`` is
+key (``forecastflow.orchestration.constants.LINK_KEY``); the link reads it back. The MLflow UI
+address is ``FORECASTFLOW_MLFLOW_UI`` (default: the tracking server when ``MLFLOW_TRACKING_URI`` is
 http(s), else http://localhost:5000).
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
-from forecastflow.dagspec import LINK_KEY
+from forecastflow.orchestration.constants import LINK_KEY
 
 
 class MLflowRunLink(BaseOperatorLink):

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.config import ProblemConfig, parse_problem
-from forecastflow.data import DATE, SERIES, SeriesData
+from forecastflow.data.problem import ProblemConfig, parse_problem
+from forecastflow.data.series import DATE, SERIES, SeriesData
 from forecastflow.models import FAMILIES, Forecaster, build_model
 
 # Small settings per family so that every fit takes a fraction of a second.

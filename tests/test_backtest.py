@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.backtest import BacktestSpec, backtest, cutoffs
-from forecastflow.data import DATE, SERIES, SeriesData
-from forecastflow.metrics import METRICS
+from forecastflow.data.series import DATE, SERIES, SeriesData
+from forecastflow.evaluation.backtest import BacktestSpec, backtest, cutoffs
+from forecastflow.evaluation.metrics import METRICS
 from forecastflow.models import FitError, Naive, Sarimax, SeasonalNaive
-from forecastflow.preprocess import ForecastPipeline
+from forecastflow.models.transforms import ForecastPipeline
 
 
 class FailsWhenShort(Naive):

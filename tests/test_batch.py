@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from forecastflow.batch import forecast_frame, from_latest
-from forecastflow.data import SERIES, SeriesData
+from forecastflow.data.series import SERIES, SeriesData
 from forecastflow.models import Naive, Sarimax
-from forecastflow.preprocess import ForecastPipeline
+from forecastflow.models.transforms import ForecastPipeline
+from forecastflow.orchestration.forecast import forecast_frame, from_latest
 from tests.conftest import FAST_PARAMS, make_panel
 
 

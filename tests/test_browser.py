@@ -28,8 +28,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from forecastflow.standalone import standalone
 from tests.dags.conftest import BIN, ROOT, base_env
+from tests.support.standalone import standalone
 
 pytestmark = pytest.mark.slow
 
@@ -259,7 +259,7 @@ def test_mlflow_run_link_opens_the_classic_run_page(offline_page, tmp_path):
     port = free_port()
     env["FORECASTFLOW_MLFLOW_UI"] = f"http://127.0.0.1:{port}"
     made = subprocess.run(
-        [str(BIN / "python"), "-c", "from forecastflow import tracking; "
+        [str(BIN / "python"), "-c", "from forecastflow.lifecycle import tracking; "
          "run = tracking.find_or_create_run('link_check', {'airflow_run_id': 'r'}, 'r'); "
          "print(tracking.run_url(run))"], env=env, capture_output=True, text=True,
         timeout=120, check=True)

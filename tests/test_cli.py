@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from forecastflow import cli, tracking
+from forecastflow import cli
+from forecastflow.lifecycle import tracking
 
 BIN = Path(sys.executable).parent
 
@@ -50,7 +51,8 @@ def test_ui_commands_use_the_store_every_command_uses(tmp_path, monkeypatch, tra
     assert env["AIRFLOW__CORE__DAGS_FOLDER"].endswith("dags")
     # Airflow's task processes, in whatever folder they run, resolve the same store.
     worker = subprocess.run(
-        [sys.executable, "-c", "from forecastflow import tracking; print(tracking.tracking_uri())"],
+        [sys.executable, "-c",
+         "from forecastflow.lifecycle import tracking; print(tracking.tracking_uri())"],
         env=env, cwd=Path(env["AIRFLOW_HOME"]).parent.parent, capture_output=True, text=True,
         timeout=60, check=True)
     assert worker.stdout.strip() == store
@@ -69,7 +71,7 @@ def test_mlflow_ui_shows_the_experiments_of_the_state_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW")}
     env["FORECASTFLOW_HOME"] = str(tmp_path / "state")
     made = subprocess.run(
-        [sys.executable, "-c", "from forecastflow import tracking; "
+        [sys.executable, "-c", "from forecastflow.lifecycle import tracking; "
          "print(tracking.experiment_id('ui_check'))"], env=env, capture_output=True,
         text=True, timeout=120, check=True)
     experiment = made.stdout.strip().splitlines()[-1]

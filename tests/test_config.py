@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from forecastflow.config import (
+from forecastflow.data.problem import (
     ProblemConfig,
     ProblemConfigError,
     demo_problems_dir,

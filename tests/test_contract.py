@@ -7,10 +7,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from forecastflow.contract import predict_frame
-from forecastflow.data import SERIES, SeriesData
+from forecastflow.data.series import SERIES, SeriesData
+from forecastflow.evaluation.search import Trial
+from forecastflow.lifecycle.contract import predict_frame
 from forecastflow.models import FAMILIES
-from forecastflow.search import Trial
 from tests.conftest import FAST_PARAMS, MULTI_TARGET_FAMILIES, make_panel
 from tests.test_serve import problem_for
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.config import parse_problem
-from forecastflow.data import DATE, SERIES, SeriesData, period_ordinals
-from forecastflow.validate import validate
+from forecastflow.data.problem import parse_problem
+from forecastflow.data.series import DATE, SERIES, SeriesData, period_ordinals
+from forecastflow.data.validation import validate
 
 N = 24
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.datasets import (
+from forecastflow.data.datasets import (
     CATALOG,
     DatasetNotFoundError,
     _decimal_years_to_timestamps,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecastflow import ingest
-from forecastflow.ingest import SUPPORTED_SCHEMES, SourceError, read_source, scheme_of
+from forecastflow.data import sources as ingest
+from forecastflow.data.sources import SUPPORTED_SCHEMES, SourceError, read_source, scheme_of
 
 
 @pytest.fixture

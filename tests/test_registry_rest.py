@@ -14,10 +14,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from forecastflow import registry, registry_read, storage, tracking
-from forecastflow.data import SeriesData
-from forecastflow.search import Trial
-from forecastflow.training import model_meta
+from forecastflow.data.series import SeriesData
+from forecastflow.evaluation.search import Trial
+from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle.contract import model_meta
+from forecastflow.serving import lookup
 from tests.conftest import seasonal_monthly
 from tests.test_serve import free_port, problem_for
 
@@ -73,13 +74,13 @@ def test_rest_lookup_and_proxied_download(server, tmp_path):
     version = registry.register(NAME, run, path, meta, {"family": "seasonal_naive"})
     registry.promote(NAME, version, ["test"])
 
-    ref = registry_read.champion(NAME, registry.CHAMPION, server)
+    ref = lookup.aliased(NAME, registry.CHAMPION, server)
     assert ref.version == version and ref.tags["family"] == "seasonal_naive"
     assert ref.artifact_uri.startswith("mlflow-artifacts:")  # served through the proxy
-    assert registry_read.champion(NAME, "nobody", server) is None
-    assert registry_read.champion("no_such_model", registry.CHAMPION, server) is None
+    assert lookup.aliased(NAME, "nobody", server) is None
+    assert lookup.aliased("no_such_model", registry.CHAMPION, server) is None
 
-    folder = registry_read.fetch(ref, tmp_path / "serving" / NAME / version, server)
+    folder = lookup.fetch(ref, tmp_path / "serving" / NAME / version, server)
     loaded, loaded_meta = storage.read_pyfunc_dir(folder)
     assert loaded_meta == meta
     pd.testing.assert_frame_equal(loaded.predict(12).mean, model.predict(12).mean)
@@ -88,10 +89,10 @@ def test_rest_lookup_and_proxied_download(server, tmp_path):
 
 def test_rest_lookup_sends_credentials_and_reports_refusals(server, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "secret")
-    assert registry_read._headers() == {"Authorization": "Bearer secret"}
+    assert lookup._headers() == {"Authorization": "Bearer secret"}
     monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ann")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "pw")
-    assert registry_read._headers() == {"Authorization": "Basic YW5uOnB3"}
-    with pytest.raises(registry_read.LookupUnavailableError, match=r"GET http://127\.0\.0\.1:9/"):
-        registry_read.champion(NAME, "champion", "http://127.0.0.1:9")
+    assert lookup._headers() == {"Authorization": "Basic YW5uOnB3"}
+    with pytest.raises(lookup.LookupUnavailableError, match=r"GET http://127\.0\.0\.1:9/"):
+        lookup.aliased(NAME, "champion", "http://127.0.0.1:9")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from forecastflow.config import Distribution, ModelSpec
-from forecastflow.metrics import METRICS
-from forecastflow.search import (
+from forecastflow.data.problem import Distribution, ModelSpec
+from forecastflow.evaluation.metrics import METRICS
+from forecastflow.evaluation.search import (
     Trial,
     TrialResult,
     baseline_trial,

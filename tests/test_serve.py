@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow import registry, storage, tracking
-from forecastflow.config import parse_problem
-from forecastflow.data import DATE, SeriesData
-from forecastflow.search import Trial
-from forecastflow.training import model_meta
+from forecastflow.data.problem import parse_problem
+from forecastflow.data.series import DATE, SeriesData
+from forecastflow.evaluation.search import Trial
+from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle.contract import model_meta
 from tests.conftest import make_panel, seasonal_monthly
 
 BIN = Path(sys.executable).parent
@@ -415,7 +415,7 @@ def test_restart_with_an_unreadable_cached_model(server, tmp_path):
 def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
     """In process: a first start's slots hold the serving card, not the model; their answers
     equal the model's (every horizon, series subsets); an exog request reads the model."""
-    from forecastflow.serve import Hub
+    from forecastflow.serving.app import Hub
 
     hub = Hub([SINGLE, PANEL, EXOG], tmp_path, poll_seconds=60, cache_size=0)
     hub.load_fast()  # the module's registry (FORECASTFLOW_HOME), no MLflow client
@@ -443,7 +443,7 @@ def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_pa
     writes the card itself (``v<version>.json``), which the next start answers from."""
     import yaml
 
-    from forecastflow.serve import Hub
+    from forecastflow.serving.app import Hub
 
     hub = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
     hub.load_fast()

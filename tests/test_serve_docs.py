@@ -9,10 +9,16 @@ import json
 import numpy as np
 import pandas as pd
 
-from forecastflow.data import SeriesData
-from forecastflow.search import Trial
-from forecastflow.serve import Slot, check_request, forecast_example, parse_request, run_forecast
-from forecastflow.training import model_meta
+from forecastflow.data.series import SeriesData
+from forecastflow.evaluation.search import Trial
+from forecastflow.lifecycle.contract import model_meta
+from forecastflow.serving.app import (
+    Slot,
+    check_request,
+    forecast_example,
+    parse_request,
+    run_forecast,
+)
 from tests.conftest import FAST_PARAMS, make_panel
 from tests.test_serve import problem_for
 

@@ -7,7 +7,7 @@ import stat
 
 import pandas as pd
 
-from forecastflow import storage
+from forecastflow.lifecycle import storage
 
 
 def test_writes_are_atomic_overwrites_with_umask_permissions(tmp_path):
@@ -32,3 +32,24 @@ def test_frames_and_models_round_trip(tmp_path):
 def test_state_dir_follows_forecastflow_home(tmp_path, monkeypatch):
     monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path / "state"))
     assert storage.state_dir() == tmp_path / "state"
+
+
+def test_models_pickled_by_the_flat_package_still_load(tmp_path, monkeypatch):
+    """Versions registered by 0.1 pickled ``forecastflow.preprocess.ForecastPipeline``."""
+    import pickle
+    import sys
+
+    from forecastflow.lifecycle.storage import read_model
+    from forecastflow.models import transforms
+    from forecastflow.models.naive import Naive
+
+    model = transforms.ForecastPipeline(Naive(), "log")
+    monkeypatch.setitem(sys.modules, "forecastflow.preprocess", transforms)
+    monkeypatch.setattr(transforms.ForecastPipeline, "__module__", "forecastflow.preprocess")
+    data = pickle.dumps(model)
+    assert b"forecastflow.preprocess" in data
+    monkeypatch.undo()
+    path = tmp_path / "old.pkl"
+    path.write_bytes(data)
+    loaded = read_model(path)
+    assert type(loaded) is transforms.ForecastPipeline and loaded.transform == "log"

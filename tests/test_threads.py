@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from threadpoolctl import threadpool_info
 
-from forecastflow import threads
+from forecastflow.orchestration import threads
 
 
 def pools() -> dict[str, int]:
@@ -42,8 +42,9 @@ def test_limited_caps_blas_and_openmp_and_restores(monkeypatch):
 def test_search_task_fits_inside_the_limit(monkeypatch, tmp_path):
     """The search stage body (what the mapped Airflow task runs) backtests its trials with
     ``cores // parallelism`` native threads, at least one."""
-    from forecastflow import search, training
-    from forecastflow.data import SeriesData
+    from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation import search
+    from forecastflow.orchestration import training
 
     seen = []
 

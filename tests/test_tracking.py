@@ -8,13 +8,13 @@ import os
 
 import pytest
 
-from forecastflow import tracking
+from forecastflow.lifecycle import tracking
 
 
 def _touch(home: str) -> str:
     os.environ["FORECASTFLOW_HOME"] = home
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    from forecastflow import tracking
+    from forecastflow.lifecycle import tracking
 
     return tracking.experiment_id("race")
 
@@ -37,7 +37,7 @@ def store(tmp_path, monkeypatch):
 
 
 def test_experiments_open_in_the_classic_ml_view(store, monkeypatch):
-    from forecastflow import tracking
+    from forecastflow.lifecycle import tracking
 
     exp = tracking.experiment_id("kind")
     tags = tracking.client().get_experiment(exp).tags
@@ -55,7 +55,7 @@ def test_experiments_open_in_the_classic_ml_view(store, monkeypatch):
 
 
 def test_runs_record_when_the_work_started_and_ended(store):
-    from forecastflow import tracking
+    from forecastflow.lifecycle import tracking
 
     run = tracking.find_or_create_run("times", {"airflow_run_id": "t"}, run_name="trial",
                                       start_time=1_700_000_000_000)
@@ -68,18 +68,18 @@ def test_trial_runs_carry_real_times_and_readable_names(store, monthly_data, mak
     """Trial runs are logged after the search: they keep each trial's own start and end
     (not a few ms at logging time) and are named so they can be told apart; the parent run
     is named by problem (and, once validated, the data window) and DAG run."""
-    from forecastflow import training
-    from forecastflow.search import Trial, run_trial
+    from forecastflow.evaluation.search import Trial, run_trial
+    from forecastflow.orchestration import context
 
     problem = make_problem(models=[{"family": "sarimax"}, {"family": "seasonal_naive"}])
     trials = [Trial("sarimax", {"order": [1, 0, 0], "trend": "c", "maxiter": 25}),
               Trial("sarimax", {"order": [2, 0, 0], "trend": "c", "maxiter": 25}),
               Trial("seasonal_naive", {}, "log")]
     results = [run_trial(t, monthly_data, problem) for t in trials]
-    ctx = training.run_context("toy", "train_toy", "manual__2026-01-01T00:00:00",
-                               "2026-01-01", "2026-01-01")
-    parent = training.parent_run(ctx)
-    training.log_trials(ctx, parent, results)
+    ctx = context.run_context("toy", "train_toy", "manual__2026-01-01T00:00:00",
+                              "2026-01-01", "2026-01-01")
+    parent = context.parent_run(ctx)
+    tracking.log_trials("toy", ctx["run_id"], parent, results)
     mlflow_client = tracking.client()
     assert mlflow_client.get_run(parent).info.run_name == (
         "toy (manual__2026-01-01T00:00:00)")
@@ -107,7 +107,7 @@ def test_registering_a_second_version_logs_info_not_stderr(store, caplog, capfd)
 
     import mlflow
 
-    from forecastflow import tracking
+    from forecastflow.lifecycle import tracking
 
     run = tracking.find_or_create_run("chatter", {"airflow_run_id": "c"}, run_name="c")
     tracking.client().log_text(run, "flavors: {}\n", "model/MLmodel")  # a model to register

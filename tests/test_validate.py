@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow import validate as validate_module
-from forecastflow.config import ProblemConfig, parse_problem
-from forecastflow.data import DATE, SERIES
-from forecastflow.validate import DataValidationError, Issue, validate
+from forecastflow.data import validation as validate_module
+from forecastflow.data.problem import ProblemConfig, parse_problem
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.data.validation import DataValidationError, Issue, validate
 
 N = 14  # rows per series; make_problem() needs 12 (min_train 10 + horizon 2)
 START = "2020-01-01"

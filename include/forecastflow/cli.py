@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from forecastflow.config import ProblemConfigError, find_problem, load_problem, problem_files
+from forecastflow.data.problem import ProblemConfigError, find_problem, load_problem, problem_files
 from forecastflow.errors import UserInputError
 
 DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
@@ -30,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from forecastflow.pipeline import load_data
+    from forecastflow.workflow import load_data
 
     problem = _problem(args.problem)
     data = load_data(problem)
@@ -44,9 +44,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
                    families: list[str] | None = None) -> dict:
     """Run one problem, write its artifacts under ``out_dir`` and return the summary."""
-    from forecastflow import storage
-    from forecastflow.pipeline import load_data, run_problem
-    from forecastflow.plots import plot_backtest, plot_forecast
+    from forecastflow.evaluation.plots import plot_backtest, plot_forecast
+    from forecastflow.lifecycle import storage
+    from forecastflow.workflow import load_data, run_problem
 
     problem = find_problem(name)
     data = load_data(problem)
@@ -69,7 +69,7 @@ def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from forecastflow.storage import state_dir
+    from forecastflow.lifecycle.storage import state_dir
 
     names = args.problems or list(DEMO_PROBLEMS)
     out = state_dir() / "runs"
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def repo_root() -> Path:
-    from forecastflow.config import demo_problems_dir
+    from forecastflow.data.problem import demo_problems_dir
 
     return demo_problems_dir().parent.parent
 
@@ -103,7 +103,7 @@ def airflow_env() -> dict[str, str]:
     project's dags/ and plugins/, no example DAGs."""
     import os
 
-    from forecastflow.storage import state_dir
+    from forecastflow.lifecycle.storage import state_dir
 
     env = dict(os.environ)
     root = repo_root()
@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import os
     import subprocess
 
-    from forecastflow.tracking import tracking_uri
+    from forecastflow.lifecycle.tracking import tracking_uri
 
     # What the user set (MLflow's client later exports MLFLOW_TRACKING_URI in this process).
     given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
@@ -161,7 +161,7 @@ def ui_hints(airflow_home: str, given: dict[str, str] | None = None) -> str:
     import os
     import shlex
 
-    from forecastflow.tracking import mlflow_ui_command, tracking_uri
+    from forecastflow.lifecycle.tracking import mlflow_ui_command, tracking_uri
 
     given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
              if os.environ.get(key)} if given is None else given
@@ -180,7 +180,7 @@ def cmd_mlflow_ui(args: argparse.Namespace) -> int:
     """The MLflow UI on the store every other command uses (or the server's address)."""
     import os
 
-    from forecastflow.tracking import mlflow_ui_command, tracking_uri
+    from forecastflow.lifecycle.tracking import mlflow_ui_command, tracking_uri
 
     command = mlflow_ui_command(args.host, args.port)
     if command is None:
@@ -201,7 +201,7 @@ def cmd_airflow_ui(args: argparse.Namespace) -> int:
     """Airflow (scheduler, API server and UI) for this project on the embedded default."""
     import os
 
-    from forecastflow.tracking import tracking_uri
+    from forecastflow.lifecycle.tracking import tracking_uri
 
     command, env = airflow_ui_command()
     print(f"Airflow home {env['AIRFLOW_HOME']}, MLflow {tracking_uri()}; UI on "
@@ -212,7 +212,7 @@ def cmd_airflow_ui(args: argparse.Namespace) -> int:
 
 def cmd_champions(args: argparse.Namespace) -> int:
     """Champion version, family and backtest metrics of every problem."""
-    from forecastflow import registry
+    from forecastflow.lifecycle import registry
 
     print("\nproblem              champion  previous  family             backtest MASE  "
           "seasonal naive  coverage")
@@ -236,7 +236,7 @@ def cmd_champions(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from forecastflow import registry
+    from forecastflow.lifecycle import registry
 
     try:
         old, new = registry.rollback(args.problem)
@@ -249,7 +249,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """The REST API on the champions (FastAPI + uvicorn)."""
-    from forecastflow.serve import serve
+    from forecastflow.serving.app import serve
 
     serve(host=args.host, port=args.port, poll_seconds=args.poll_seconds,
           problems=args.problems or None, cache_size=args.cache_size)

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from forecastflow.datasets import load_dataset
-from forecastflow.standalone import standalone
+from forecastflow.data.datasets import load_dataset
 from tests.dags.conftest import BIN, base_env
+from tests.support.standalone import standalone
 
 NAME = "airline_asset"
 PROBLEM = {

@@ -10,7 +10,7 @@ import sys
 
 import yaml
 
-from forecastflow.config import problem_files
+from forecastflow.data.problem import problem_files
 from tests.dags.conftest import ROOT, base_env
 
 PROBE = """
@@ -72,7 +72,7 @@ def test_every_problem_has_a_valid_training_dag(tmp_path):
 
 
 def test_schedules_follow_the_yaml(tmp_path):
-    from forecastflow.dagspec import cron_of
+    from forecastflow.orchestration.spec import cron_of
 
     dags = parse(tmp_path)["dags"]
     for path in problem_files():

@@ -14,10 +14,13 @@ def test_plugin_declares_the_mlflow_link():
     spec.loader.exec_module(module)
     (link,) = module.ForecastflowPlugin.global_operator_extra_links
     assert link.name == "MLflow run"
-    # One constant: the DAG files push under the key the plugin reads.
-    from forecastflow.dagspec import LINK_KEY
+    # One constant, defined once: the DAG tasks push under the key the plugin reads.
+    from forecastflow.orchestration.constants import LINK_KEY
 
     assert link.xcom_key == LINK_KEY
-    for dag_file in ("forecastflow_training.py", "forecastflow_serving.py"):
-        source = (ROOT / "dags" / dag_file).read_text()
-        assert "LINK_KEY" in source and "_link_MLflowRunLink" not in source, dag_file
+    defined = [path for folder in ("include", "dags", "plugins")
+               for path in (ROOT / folder).rglob("*.py")
+               if "_link_MLflowRunLink" in path.read_text()]
+    assert defined == [ROOT / "include/forecastflow/orchestration/constants.py"]
+    for dag_file in ("forecastflow_training.py", "forecastflow_forecast.py"):
+        assert "push_link(" in (ROOT / "dags" / dag_file).read_text(), dag_file

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from forecastflow.datasets import load_dataset
+from forecastflow.data.datasets import load_dataset
 from tests.dags.conftest import base_env, dags_test
 
 NAME = "airline_mon"
@@ -74,7 +74,7 @@ def append_actuals(setup, factor: float) -> None:
 def mlflow_monitoring(env) -> dict:
     code = f"""
 import json
-from forecastflow import tracking
+from forecastflow.lifecycle import tracking
 c = tracking.client()
 exp = c.get_experiment_by_name("forecastflow/{NAME}/monitoring")
 runs = c.search_runs([exp.experiment_id])

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from forecastflow.datasets import load_dataset
+from forecastflow.data.datasets import load_dataset
 from tests.dags.conftest import BIN, ROOT, base_env, dags_test
 
 NAME = "airline_dag"
@@ -50,7 +50,7 @@ def setup(migrated, tmp_path_factory):
 def registry_state(env: dict) -> dict:
     code = f"""
 import json
-from forecastflow import tracking
+from forecastflow.lifecycle import tracking
 c = tracking.client()
 versions = c.search_model_versions("name = '{NAME}'")
 aliases = c.get_registered_model('{NAME}').aliases
@@ -67,7 +67,7 @@ def failed_validation_runs(env: dict) -> list[str]:
     """Issues recorded on MLflow parent runs whose validation failed."""
     code = f"""
 import json
-from forecastflow import tracking
+from forecastflow.lifecycle import tracking
 c = tracking.client()
 exp = c.get_experiment_by_name("forecastflow/{NAME}")
 runs = c.search_runs([exp.experiment_id], "tags.validation = 'failed'")
@@ -169,7 +169,8 @@ def test_champion_reloads_in_a_fresh_process_and_serves(setup):
     env = setup["env"]
     code = f"""
 import json, mlflow, pandas as pd
-from forecastflow import tracking, registry
+from forecastflow.lifecycle import tracking
+from forecastflow.lifecycle import registry
 c = tracking.client()
 model = mlflow.pyfunc.load_model("models:/{NAME}@champion")
 out = model.predict(pd.DataFrame({{"horizon": [12]}}))

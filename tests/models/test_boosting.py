@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.models import FitError, GradientBoosting, ModelError, PerSeries, adapt
 from forecastflow.models.boosting import lag_features, tail_features
 

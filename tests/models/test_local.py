@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import SERIES
+from forecastflow.data.series import SERIES
 from forecastflow.models import FitError, GradientBoosting, PerSeries, Sarimax, SeasonalNaive
 from forecastflow.models.base import Forecaster
 

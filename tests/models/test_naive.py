@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import DATE
+from forecastflow.data.series import DATE
 from forecastflow.models import Drift, Naive, SeasonalNaive
 from forecastflow.models.base import normal_quantile
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.models import GradientBoosting, ModelError, Naive, Sarimax, SeasonalNaive
-from forecastflow.preprocess import ForecastPipeline
+from forecastflow.models.transforms import ForecastPipeline
 from tests.conftest import FAST_PARAMS, MULTI_TARGET_FAMILIES, make_panel
 
 NEW = 6  # periods that arrive after the fit

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.errors import UserInputError
 
 

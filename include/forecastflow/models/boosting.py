@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecastflow.data import SERIES, period_ordinals
+from forecastflow.data.series import SERIES, period_ordinals
 from forecastflow.models.base import FitError, Forecaster, ModelError, check_finite_forecast
 
 

@@ -10,7 +10,8 @@ Resolving one alias and fetching one model folder does not need that:
 - ``sqlite:///`` embedded stores: the registry's alias and version tables, opened read-only.
 
 Anything else (another scheme, an artifact store such as ``s3://``, a schema this code does not
-recognise) raises :class:`LookupUnavailableError` and the caller uses :mod:`forecastflow.registry`.
+recognise) raises :class:`LookupUnavailableError` and the caller uses
+:mod:`forecastflow.lifecycle.registry`.
 The server's registry poller re-checks every answer through the MLflow client seconds later.
 """
 
@@ -46,7 +47,7 @@ class VersionRef:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def champion(name: str, alias: str, tracking_uri: str) -> VersionRef | None:
+def aliased(name: str, alias: str, tracking_uri: str) -> VersionRef | None:
     """The version behind ``alias`` of model ``name`` (None: no such alias or model)."""
     if tracking_uri.startswith("sqlite:///"):
         return _sqlite_alias(Path(tracking_uri.removeprefix("sqlite:///")), name, alias)

@@ -48,7 +48,7 @@ def _read_file(uri: str) -> pd.DataFrame:
 
 
 def _read_dataset(uri: str) -> pd.DataFrame:
-    from forecastflow.datasets import DatasetNotFoundError, load_dataset
+    from forecastflow.data.datasets import DatasetNotFoundError, load_dataset
 
     parsed = urlparse(uri)
     try:

@@ -15,26 +15,16 @@ from pathlib import Path
 
 import yaml
 
-from forecastflow.config import NAME_PATTERN, problem_files
+from forecastflow.data.problem import NAME_PATTERN, problem_files
 
 log = logging.getLogger(__name__)
 
-LINK_KEY = "_link_MLflowRunLink"  # XCom key of the plugin's "MLflow run" button
+# Copies of forecastflow.models.FAMILIES, metrics.METRICS and the YAML defaults (importing
+# those would import pandas at DAG parse time); tests/orchestration/test_spec.py checks them.
 FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting")
 METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
                 "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}
-
-
-def champion_asset_uri(name: str) -> str:
-    """The Airflow Asset a problem's training DAG updates when its champion changes."""
-    return f"x-forecastflow://champion/{name}"
-
-
-def champion_asset(name: str):  # noqa: ANN201 - an airflow.sdk.Asset
-    from airflow.sdk import Asset
-
-    return Asset(name=f"forecastflow_{name}_champion", uri=champion_asset_uri(name))
 
 
 def cron_of(schedule: str | None) -> str | None:
@@ -62,7 +52,7 @@ def project_relative(path: Path) -> str:
     """``path`` as a user would name it: relative to the project or to
     ``FORECASTFLOW_PROBLEMS_DIR``, never the parsing machine's absolute path."""
     path = Path(path)
-    roots = [(Path(__file__).resolve().parents[2], "")]
+    roots = [(Path(__file__).resolve().parents[3], "")]
     user_dir = os.environ.get("FORECASTFLOW_PROBLEMS_DIR")
     if user_dir:
         roots.insert(0, (Path(user_dir).expanduser().resolve(), "$FORECASTFLOW_PROBLEMS_DIR/"))

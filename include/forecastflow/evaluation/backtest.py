@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from forecastflow.data import DATE, SERIES, SeriesData
-from forecastflow.metrics import METRICS, evaluate, seasonal_scale
+from forecastflow.data.series import DATE, SERIES, SeriesData
+from forecastflow.evaluation.metrics import METRICS, evaluate, seasonal_scale
 from forecastflow.models.base import FitError, Forecaster, ModelError
 
 log = logging.getLogger(__name__)

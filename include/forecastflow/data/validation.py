@@ -1,6 +1,6 @@
 """The data contract: check a raw table against its problem before anything is fitted.
 
-:func:`validate` returns clean :class:`~forecastflow.data.SeriesData` or raises
+:func:`validate` returns clean :class:`~forecastflow.data.series.SeriesData` or raises
 :class:`DataValidationError`, whose message names the column, the series and the offending
 timestamps or values of every problem found (not just the first).
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from forecastflow.config import ProblemConfig
-from forecastflow.data import DATE, SERIES, SeriesData
+from forecastflow.data.problem import ProblemConfig
+from forecastflow.data.series import DATE, SERIES, SeriesData
 from forecastflow.errors import UserInputError
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.models.base import Forecast
 
 MAX_PANELS = 6

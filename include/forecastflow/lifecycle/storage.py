@@ -72,9 +72,24 @@ def write_model(model: Any, path: str | os.PathLike[str]) -> Path:
     return _atomic_write(Path(path), pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+# Where classes pickled by ForecastFlow 0.1 (one flat package) live now (see CHANGELOG.md).
+MOVED_MODULES = {
+    "forecastflow.preprocess": "forecastflow.models.transforms",
+    "forecastflow.data": "forecastflow.data.series",
+    "forecastflow.config": "forecastflow.data.problem",
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads models saved before the package was split into layers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED_MODULES.get(module, module), name)
+
+
 def read_model(path: str | os.PathLike[str]) -> Any:
     with Path(path).open("rb") as handle:
-        return pickle.load(handle)
+        return _Unpickler(handle).load()
 
 
 class ModelFolderError(ValueError):

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forecastflow.storage import state_dir
+from forecastflow.lifecycle.storage import state_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -287,3 +287,27 @@ def mlflow_ui_command(host: str = "127.0.0.1", port: int = 5000) -> list[str] | 
         return None
     return [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", uri,
             "--default-artifact-root", artifact_root(), "--host", host, "--port", str(port)]
+
+
+def log_trials(problem: str, airflow_run_id: str, parent: str, results: list[Any]) -> None:
+    """One MLflow child run per trial (named by family, the parameters that differ and the
+    transform, with the start and end of its backtest), with the metric names shared by all
+    families."""
+    from forecastflow.evaluation.search import trial_labels
+
+    names = trial_labels([result.trial for result in results])
+    for result in results:
+        child = find_or_create_run(
+            problem, {"airflow_run_id": airflow_run_id, "trial_id": result.trial.trial_id},
+            run_name=names[result.trial.trial_id], parent_run_id=parent,
+            tags={"family": result.trial.family, "forecastflow.role": "trial"},
+            start_time=result.extra.get("started_at"))
+        log_run(child, params={"family": result.trial.family,
+                               "transform": result.trial.transform, **result.trial.params},
+                metrics={**metric_names(result.metrics),
+                         "failed_windows": result.n_failed_windows,
+                         "search_seconds": result.seconds},
+                tags={"status": result.status, "error": result.error,
+                      "n_series": str(result.n_series)},
+                status="FINISHED" if result.status == "ok" else "FAILED",
+                end_time=result.extra.get("ended_at"))

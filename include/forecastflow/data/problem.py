@@ -176,7 +176,7 @@ class ProblemConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        from forecastflow.ingest import SUPPORTED_SCHEMES, scheme_of
+        from forecastflow.data.sources import SUPPORTED_SCHEMES, scheme_of
 
         scheme = scheme_of(value)
         if scheme not in SUPPORTED_SCHEMES:
@@ -338,7 +338,7 @@ def _resolve_source(source: str, folder: Path) -> str:
 
 def demo_problems_dir() -> Path:
     """The shipped demo problems (``include/problems`` next to the package)."""
-    return Path(__file__).resolve().parent.parent / "problems"
+    return Path(__file__).resolve().parents[2] / "problems"
 
 
 def problem_dirs() -> list[Path]:

@@ -11,13 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
-from forecastflow.config import ProblemConfig
-from forecastflow.data import SeriesData
-from forecastflow.ingest import read_source
-from forecastflow.models.base import Forecast
-from forecastflow.preprocess import ForecastPipeline, hold_last_exog
-from forecastflow.search import (
+from forecastflow.data.problem import ProblemConfig
+from forecastflow.data.series import SeriesData
+from forecastflow.data.sources import read_source
+from forecastflow.data.validation import validate
+from forecastflow.evaluation.backtest import BacktestResult, BacktestSpec, backtest
+from forecastflow.evaluation.search import (
     Selection,
     Trial,
     TrialResult,
@@ -27,7 +26,8 @@ from forecastflow.search import (
     select,
     window_table,
 )
-from forecastflow.validate import validate
+from forecastflow.models.base import Forecast
+from forecastflow.models.transforms import ForecastPipeline, hold_last_exog
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecastflow.data import DATE, SERIES
+from forecastflow.data.series import DATE, SERIES
 from forecastflow.models.base import Forecast, Forecaster, ModelError
 from forecastflow.models.local import adapt
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow import registry, tracking
-from forecastflow.contract import origin_of
-from forecastflow.data import DATE, SERIES
-from forecastflow.forecast_store import FORECASTS, open_store, run_key
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.lifecycle import registry, tracking
+from forecastflow.lifecycle.contract import origin_of
+from forecastflow.lifecycle.forecast_store import FORECASTS, open_store, run_key
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def forecast_frame(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFra
 
 def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
     """Forecast with the champion and store the rows for this run's data interval."""
-    from forecastflow.config import find_problem
+    from forecastflow.data.problem import find_problem
 
     problem = find_problem(ctx["problem"])
     name = problem.name
@@ -98,10 +98,10 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
 def latest_data(problem: Any, ctx: dict[str, Any]) -> Any | None:
     """The source's validated data before the run's cutoff (``SeriesData``), or None (logged)
     when the source cannot be read or fails validation."""
-    from forecastflow.ingest import SourceError
-    from forecastflow.pipeline import load_data
-    from forecastflow.training import inclusive_cutoff
-    from forecastflow.validate import DataValidationError
+    from forecastflow.data.sources import SourceError
+    from forecastflow.data.validation import DataValidationError
+    from forecastflow.orchestration.context import inclusive_cutoff
+    from forecastflow.workflow import load_data
 
     try:
         return load_data(problem, cutoff=inclusive_cutoff(ctx))
@@ -116,7 +116,7 @@ def from_latest(name: str, model: Any, meta: dict[str, Any], data: Any | None,
     """The model moved to the end of ``data`` (and metadata whose held exog values are the
     latest observed), with ``"latest_data"``; or the model as trained, with
     ``"training_end"``, when there are no newer data or they do not fit the model."""
-    from forecastflow.data import last_exog
+    from forecastflow.data.series import last_exog
     from forecastflow.models.base import ModelError
 
     if data is None:
@@ -145,8 +145,8 @@ def from_latest(name: str, model: Any, meta: dict[str, Any], data: Any | None,
 def plot_forecast_rows(name: str, rows: pd.DataFrame, history: pd.DataFrame | None,
                        coverage: float, title: str, path: Path) -> Path:
     """Latest history, the forecast and its interval band (first few series/targets)."""
+    from forecastflow.evaluation.plots import plot_forecast
     from forecastflow.models.base import Forecast
-    from forecastflow.plots import plot_forecast
 
     index = [SERIES, DATE] if SERIES in rows.columns else [DATE]
     frames = [rows.pivot_table(index=index, columns="target", values=col, sort=False)

@@ -24,7 +24,7 @@ class ForecastRequestError(ValueError):
 
 def predict_frame(model: Any, meta: dict[str, Any], request: pd.DataFrame) -> pd.DataFrame:
     """Validate a request frame and return the long-format forecast."""
-    from forecastflow.data import SERIES
+    from forecastflow.data.series import SERIES
 
     if not isinstance(request, pd.DataFrame):
         request = pd.DataFrame(request)
@@ -76,7 +76,7 @@ def _panel_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
                 values: pd.DataFrame, wanted: list[str] | None, horizon: int) -> pd.DataFrame:
     """Exog rows of the requested series (in step order) on the forecast dates; series not
     requested are held at their last training values (their forecasts are dropped)."""
-    from forecastflow.data import DATE, SERIES
+    from forecastflow.data.series import DATE, SERIES
     from forecastflow.models.base import future_index
 
     if SERIES not in request.columns:
@@ -103,7 +103,7 @@ def _panel_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
 
 def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFrame:
     """A valid pyfunc input for ``horizon`` steps (exog held at the training's last values)."""
-    from forecastflow.data import SERIES
+    from forecastflow.data.series import SERIES
 
     frame = pd.DataFrame({"horizon": [horizon] * horizon})
     if meta.get("exog"):
@@ -144,3 +144,16 @@ def origin_of(model: Any) -> pd.Timestamp:
     forecasts start one period after it."""
     last = model.last_
     return max(last.values()) if isinstance(last, dict) else pd.Timestamp(last)
+
+
+def model_meta(problem: Any, data: Any, model: Any,
+               selected: dict[str, Any]) -> dict[str, Any]:
+    """What the pyfunc needs besides the fitted model."""
+    from forecastflow.data.series import last_exog
+
+    exog_last = {} if data.X is None else last_exog(data.X)
+    return {"problem": problem.name, "horizon": problem.horizon,
+            "horizon_limit": problem.horizon_limit, "exog": data.exog, "exog_last": exog_last,
+            "panel": data.is_panel, "series": [str(s) for s in data.series_ids],
+            "targets": data.targets, "freq": data.freq, "family": selected["trial"]["family"],
+            "coverage": problem.coverage}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecastflow.data import SERIES
+from forecastflow.data.series import SERIES
 
 METRICS = ("rmse", "mae", "mape", "smape", "mase", "coverage")
 LOWER_IS_BETTER = {"rmse": True, "mae": True, "mape": True, "smape": True, "mase": True}

@@ -9,7 +9,7 @@ version that fails to load leaves the old one serving and is reported by ``GET /
 Start-up needs neither MLflow nor the model itself. Versions are copied to
 ``<state>/serving/<problem>/<version>/`` with a pointer to the last champion served
 (``champion.json``): a restart serves from there; a first start looks the champion up with
-:mod:`forecastflow.registry_read` (no MLflow client) and copies it. Each version carries a
+:mod:`forecastflow.serving.lookup` (no MLflow client) and copies it. Each version carries a
 serving card (logged with the model; written here as ``v<version>.json`` for models registered
 without one): metadata, origin and, for problems without exogenous inputs, the forecast table
 for the maximum horizon. A forecast for ``h`` steps is the first ``h`` steps of that table
@@ -44,9 +44,9 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from forecastflow import storage
+from forecastflow.lifecycle import storage
 
-log = logging.getLogger("forecastflow.serve")
+log = logging.getLogger("forecastflow.serving.app")
 
 MAX_BODY_BYTES = 1_000_000
 DRAIN_BYTES = 16 * MAX_BODY_BYTES  # larger bodies are refused without reading them
@@ -166,23 +166,23 @@ class Hub:
 
     def load_fast(self) -> None:
         """Champions of problems not loaded yet, looked up without the MLflow client
-        (:mod:`forecastflow.registry_read`); :meth:`refresh` verifies them later."""
-        from forecastflow import registry_read
-        from forecastflow.tracking import tracking_uri
+        (:mod:`forecastflow.serving.lookup`); :meth:`refresh` verifies them later."""
+        from forecastflow.lifecycle.tracking import tracking_uri
+        from forecastflow.serving import lookup
 
         uri = tracking_uri()
         for problem in self.problems:
             if problem in self.slots:
                 continue
             try:
-                ref = registry_read.champion(problem, "champion", uri)
+                ref = lookup.aliased(problem, "champion", uri)
                 if ref is None:
                     self.waiting.add(problem)
                     continue
                 folder = self.cache / problem / ref.version
                 if not folder.exists():
-                    registry_read.fetch(ref, folder, uri)
-            except (registry_read.LookupUnavailableError, OSError) as err:
+                    lookup.fetch(ref, folder, uri)
+            except (lookup.LookupUnavailableError, OSError) as err:
                 log.info("%s: no fast lookup (%s); the MLflow client will load it", problem,
                          err)
                 continue
@@ -233,7 +233,7 @@ class Hub:
     def _write_card(self, slot: Slot) -> None:
         """Store a serving card for a model registered without one (a start-up shortcut:
         failing to write it is logged, not raised)."""
-        from forecastflow.contract import ForecastRequestError, serving_card
+        from forecastflow.lifecycle.contract import ForecastRequestError, serving_card
         from forecastflow.models.base import ModelError
 
         try:
@@ -275,7 +275,7 @@ class Hub:
         from requests import RequestException
         from sqlalchemy.exc import SQLAlchemyError
 
-        from forecastflow import registry
+        from forecastflow.lifecycle import registry
 
         for problem in self.problems:
             try:
@@ -323,7 +323,7 @@ class Hub:
     @staticmethod
     def _slot(problem: str, version: str, family: str, model: Any, meta: dict[str, Any],
               metrics: dict[str, float], source: str) -> Slot:
-        from forecastflow.contract import origin_of
+        from forecastflow.lifecycle.contract import origin_of
 
         return Slot(problem, str(version), family, model, meta, metrics,
                     str(origin_of(model).date()), time.time(), source)
@@ -511,7 +511,7 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     """Forecast a checked request with the model."""
     import pandas as pd
 
-    from forecastflow.contract import ForecastRequestError, forecast_rows, predict_frame
+    from forecastflow.lifecycle.contract import ForecastRequestError, forecast_rows, predict_frame
     from forecastflow.models.base import ModelError
 
     frame = pd.DataFrame({"horizon": [request.horizon]})
@@ -732,9 +732,21 @@ def startup_lines(hub: Hub, host: str, port: int) -> list[str]:
 
 
 def discover_problems() -> list[str]:
-    from forecastflow.dagspec import discover
+    """Names of the declared problems whose YAML reads and names itself like its file."""
+    import yaml
 
-    return [spec.name for spec in discover()]
+    from forecastflow.data.problem import problem_files
+
+    names = []
+    for path in problem_files():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            log.error("skipping problem file %s: %s", path, err)
+            continue
+        if isinstance(data, dict) and data.get("name") == path.stem:
+            names.append(path.stem)
+    return names
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,

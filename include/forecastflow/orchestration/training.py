@@ -16,94 +16,28 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow import storage, tracking
-from forecastflow.config import ProblemConfig, find_problem
-from forecastflow.dagspec import champion_asset_uri
-from forecastflow.threads import limited
+from forecastflow.lifecycle import storage, tracking
+from forecastflow.orchestration.constants import MAX_SEARCH_TASKS, champion_asset_uri
+from forecastflow.orchestration.context import (  # noqa: F401 - the DAG files use them
+    Context,
+    effective_problem,
+    from_airflow,
+    inclusive_cutoff,
+    parent_run,
+    push_link,
+    run_context,
+    run_dir,
+)
+from forecastflow.orchestration.planning import plan  # noqa: F401 - a stage
+from forecastflow.orchestration.threads import limited
 
 log = logging.getLogger(__name__)
-
-Context = dict[str, Any]
-
-
-# Context ----------------------------------------------------------------------------------
-
-def run_context(problem: str, dag_id: str, run_id: str, cutoff: Any, logical_date: Any,
-                params: dict[str, Any] | None = None) -> Context:
-    """The small dict every stage receives. ``cutoff`` is the data-interval end: only rows
-    strictly before it are used."""
-    end = pd.Timestamp(cutoff)
-    end = end.tz_convert("UTC").tz_localize(None) if end.tzinfo else end
-    return {"problem": problem, "dag_id": dag_id, "run_id": run_id,
-            "cutoff": end.isoformat(), "logical_date": str(logical_date),
-            "params": dict(params or {})}
-
-
-def from_airflow() -> Context:
-    """The run context of the running Airflow task (cutoff = its data-interval end; runs
-    without one, such as asset-triggered runs, use their logical date or run-after time)."""
-    from airflow.sdk import get_current_context
-
-    context = get_current_context()
-    run = context["dag_run"]
-    cutoff = (context.get("data_interval_end") or context.get("logical_date")
-              or run.run_after)
-    ctx = run_context(problem=context["params"]["problem"], dag_id=run.dag_id,
-                      run_id=run.run_id, cutoff=cutoff,
-                      logical_date=context.get("logical_date") or run.run_after,
-                      params=dict(context["params"]))
-    ctx["created_at"] = str(getattr(run, "start_date", None) or run.run_after)
-    return ctx
-
-
-def effective_problem(ctx: Context) -> ProblemConfig:
-    """The problem YAML with the run's UI params applied (horizon, windows, metric)."""
-    problem = find_problem(ctx["problem"])
-    params = ctx.get("params") or {}
-    update: dict[str, Any] = {}
-    if params.get("horizon"):
-        update["horizon"] = int(params["horizon"])
-        update["max_horizon"] = max(int(params["horizon"]), problem.horizon_limit)
-    if params.get("metric"):
-        update["metric"] = params["metric"]
-    if params.get("backtest_windows"):
-        update["backtest"] = problem.backtest.model_copy(
-            update={"windows": int(params["backtest_windows"])})
-    if not update:
-        return problem
-    from forecastflow.config import parse_problem
-
-    return parse_problem({**problem.model_dump(mode="json"), **{
-        k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v)
-        for k, v in update.items()}}, origin=f"{problem.name} with run params")
-
-
-def run_dir(ctx: Context) -> Path:
-    """``<state>/runs/<problem>/<data interval end>/``: one folder per problem and interval."""
-    key = ctx["cutoff"].replace(":", "-")
-    folder = storage.state_dir() / "runs" / ctx["problem"] / key
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def inclusive_cutoff(ctx: Context) -> pd.Timestamp:
-    return pd.Timestamp(ctx["cutoff"]) - pd.Timedelta(1, "ns")
-
-
-def parent_run(ctx: Context) -> str:
-    """The MLflow parent run of this DAG run (created once, found again on retries)."""
-    return tracking.find_or_create_run(
-        ctx["problem"], {"airflow_run_id": ctx["run_id"], "forecastflow.role": "training"},
-        run_name=tracking.parent_run_name(ctx["problem"], ctx["run_id"]),  # + window: validate
-        tags={"dag_id": ctx["dag_id"], "logical_date": ctx["logical_date"],
-              "data_cutoff": ctx["cutoff"], "code_version": tracking.code_version()})
-
 
 # Stages -----------------------------------------------------------------------------------
 
 def ingest(ctx: Context) -> dict[str, Any]:
     """Read the source into the run folder."""
-    from forecastflow.ingest import read_source
+    from forecastflow.data.sources import read_source
 
     problem = effective_problem(ctx)
     raw = read_source(problem.source)
@@ -117,9 +51,9 @@ def ingest(ctx: Context) -> dict[str, Any]:
 def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
     """Check the data contract on rows before the cutoff; on failure the parent run is marked
     failed with the issues and nothing further runs."""
-    from forecastflow.data import DATE
-    from forecastflow.validate import DataValidationError
-    from forecastflow.validate import validate as check
+    from forecastflow.data.series import DATE
+    from forecastflow.data.validation import DataValidationError
+    from forecastflow.data.validation import validate as check
 
     problem = effective_problem(ctx)
     parent = ingested["parent_run_id"]
@@ -156,7 +90,8 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
 def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
     """Data profile and the problem declaration, stored and logged for reviewers; returns
     the validated references with the profile's path."""
-    from forecastflow.data import SeriesData
+    from forecastflow.data.profile import data_profile
+    from forecastflow.data.series import SeriesData
 
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
@@ -170,71 +105,11 @@ def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
     return {**validated, "profile": str(profile_path)}
 
 
-def data_profile(data: Any) -> pd.DataFrame:
-    """Per series and target: span, length and summary statistics."""
-    rows = []
-    for sid, one in data.iter_series():
-        for col in one.targets:
-            values = one.y[col]
-            rows.append({"series_id": sid or "-", "target": col,
-                         "start": values.index.min().date(), "end": values.index.max().date(),
-                         "length": len(values), "mean": values.mean(), "std": values.std(),
-                         "min": values.min(), "max": values.max()})
-    return pd.DataFrame(rows).set_index(["series_id", "target"])
-
-
-# Rough relative cost of one trial on one series, to balance the search batches.
-FAMILY_COST = {"naive": 0.01, "seasonal_naive": 0.01, "drift": 0.01, "sarimax": 1.0,
-               "varmax": 3.0, "gradient_boosting": 0.3}
-
-
-def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
-    """Work items (a trial, and for local models on panels a slice of the series) dealt into
-    at most ``parallelism`` balanced batches: one mapped search task per batch, never one
-    task per series x trial."""
-    from forecastflow.search import batches, plan_trials
-
-    problem = effective_problem(ctx)
-    params = ctx.get("params") or {}
-    trials = plan_trials(problem, params.get("families") or None,
-                         params.get("max_trials") or None)
-    n_batches = max(1, int(params.get("parallelism") or 4))
-    series = storage.read_frame(validated["data"]).index
-    ids = (list(series.get_level_values(0).unique()) if isinstance(series, pd.MultiIndex)
-           else [])
-    items = []
-    for trial in trials:
-        global_model = trial.family == "gradient_boosting" and trial.params.get(
-            "global_model", True)
-        if ids and not global_model:
-            size = math.ceil(len(ids) / n_batches)
-            chunks: list[list[str] | None] = list(batches(ids, size))
-        else:
-            chunks = [None]
-        for chunk in chunks:
-            cost = FAMILY_COST.get(trial.family, 1.0) * (len(chunk) if chunk else max(
-                len(ids), 1))
-            items.append({"trial": trial.to_dict(), "series_ids": chunk, "cost": cost})
-    # Longest processing time first: each item goes to the least loaded batch.
-    loads = [0.0] * min(n_batches, len(items))
-    run = {k: v for k, v in validated.items() if k != "dropped"}
-    planned = [{"batch": i, "items": [], "run": run} for i in range(len(loads))]
-    for item in sorted(items, key=lambda it: -it["cost"]):
-        target = loads.index(min(loads))
-        planned[target]["items"].append(item)
-        loads[target] += item["cost"]
-    log.info("planned %d trial(s) as %d work item(s) in %d batch(es): %s", len(trials),
-             len(items), len(planned), sorted({t.family for t in trials}))
-    tracking.log_run(validated["parent_run_id"], params={
-        "n_trials": len(trials), "families": sorted({t.family for t in trials})})
-    return planned
-
-
 def search(ctx: Context, batch: dict[str, Any]) -> dict[str, Any]:
     """Backtest one batch of work items (trial, series slice), with native threads limited
     to this task's share of the cores (``parallelism`` search tasks run at once)."""
-    from forecastflow.data import SeriesData
-    from forecastflow.search import run_trial
+    from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation.search import run_trial
 
     problem = effective_problem(ctx)
     data = SeriesData.load(batch["run"]["data"])
@@ -248,9 +123,6 @@ def search(ctx: Context, batch: dict[str, Any]) -> dict[str, Any]:
     return {"results": str(path), "n": len(results), "run": batch["run"]}
 
 
-MAX_SEARCH_TASKS = 4  # the DAG's max_active_tis_per_dagrun for the mapped search
-
-
 def search_concurrency(ctx: Context) -> int:
     """How many search tasks of one run may run at once."""
     return min(MAX_SEARCH_TASKS, max(1, int((ctx.get("params") or {}).get("parallelism")
@@ -259,8 +131,8 @@ def search_concurrency(ctx: Context) -> int:
 
 def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
     """Best trial per family, then the best family."""
-    from forecastflow.search import TrialResult, combine, window_table
-    from forecastflow.search import select as choose
+    from forecastflow.evaluation.search import TrialResult, combine, window_table
+    from forecastflow.evaluation.search import select as choose
 
     if not searched:
         raise ValueError("select: no search results (the plan had no trials)")
@@ -268,7 +140,7 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
     problem = effective_problem(ctx)
     results = combine([TrialResult.from_dict(r) for s in searched
                        for r in storage.read_json(s["results"])])
-    log_trials(ctx, validated["parent_run_id"], results)
+    tracking.log_trials(ctx["problem"], ctx["run_id"], validated["parent_run_id"], results)
     selection = choose(results, problem.metric, problem.coverage)
     best = selection.best
     per_family = {f: r.metrics[problem.metric] for f, r in selection.per_family.items()}
@@ -283,35 +155,10 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
             "predictions": best.extra.get("predictions", []), "run": validated}
 
 
-def log_trials(ctx: Context, parent: str, results: list[Any]) -> None:
-    """One MLflow child run per trial (named by family, the parameters that differ and the
-    transform, with the start and end of its backtest), with the metric names shared by all
-    families."""
-    from forecastflow.search import trial_labels
-
-    names = trial_labels([result.trial for result in results])
-    for result in results:
-        child = tracking.find_or_create_run(
-            ctx["problem"], {"airflow_run_id": ctx["run_id"], "trial_id": result.trial.trial_id},
-            run_name=names[result.trial.trial_id], parent_run_id=parent,
-            tags={"family": result.trial.family, "forecastflow.role": "trial"},
-            start_time=result.extra.get("started_at"))
-        tracking.log_run(child, params={"family": result.trial.family,
-                                        "transform": result.trial.transform,
-                                        **result.trial.params},
-                         metrics={**tracking.metric_names(result.metrics),
-                                  "failed_windows": result.n_failed_windows,
-                                  "search_seconds": result.seconds},
-                         tags={"status": result.status, "error": result.error,
-                               "n_series": str(result.n_series)},
-                         status="FINISHED" if result.status == "ok" else "FAILED",
-                         end_time=result.extra.get("ended_at"))
-
-
 def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
     """Fit the winner on all data up to the cutoff (alongside ``evaluate``)."""
-    from forecastflow.data import SeriesData
-    from forecastflow.search import Trial
+    from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation.search import Trial
 
     validated = selected["run"]
     problem = effective_problem(ctx)
@@ -333,10 +180,10 @@ def evaluate(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
 
 def _evaluate(ctx: Context, validated: dict[str, Any],
               selected: dict[str, Any]) -> dict[str, Any]:
-    from forecastflow.backtest import BacktestResult, BacktestSpec, backtest
-    from forecastflow.data import SeriesData
-    from forecastflow.plots import plot_backtest
-    from forecastflow.search import Trial, baseline_trial
+    from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation.backtest import BacktestResult, BacktestSpec, backtest
+    from forecastflow.evaluation.plots import plot_backtest
+    from forecastflow.evaluation.search import Trial, baseline_trial
 
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
@@ -381,8 +228,8 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
 
     Nothing is registered when the champion was trained on the same data (fingerprint) with
     the same model (family, params, transform), horizon and code: the retrain is a no-op."""
-    from forecastflow import registry
-    from forecastflow.data import SeriesData
+    from forecastflow.data.series import SeriesData
+    from forecastflow.lifecycle import registry
 
     validated, selected = fitted["run"], fitted["selected"]
     problem = effective_problem(ctx)
@@ -410,30 +257,19 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
         return {**out, "version": same["version"], "unchanged": same["reason"]}
     data = SeriesData.load(validated["data"])
     model = storage.read_model(fitted["model"])
+    from forecastflow.lifecycle.contract import model_meta
+
     meta = model_meta(problem, data, model, selected)
     version = registry.register(problem.name, parent, Path(fitted["model"]), meta, tags)
     tracking.log_run(parent, tags={"model_version": version})
     return {**out, "version": version}
 
 
-def model_meta(problem: ProblemConfig, data: Any, model: Any,
-               selected: dict[str, Any]) -> dict[str, Any]:
-    """What the pyfunc needs besides the fitted model."""
-    from forecastflow.data import last_exog
-
-    exog_last = {} if data.X is None else last_exog(data.X)
-    return {"problem": problem.name, "horizon": problem.horizon,
-            "horizon_limit": problem.horizon_limit, "exog": data.exog, "exog_last": exog_last,
-            "panel": data.is_panel, "series": [str(s) for s in data.series_ids],
-            "targets": data.targets, "freq": data.freq, "family": selected["trial"]["family"],
-            "coverage": problem.coverage}
-
-
 def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
     """Gate: the challenger becomes champion only if it beats seasonal naive and the current
     champion re-scored on today's data and windows, each by more than numerical noise (and
     the champion by the YAML's margin). A refusal is a decision, not a failure."""
-    from forecastflow import registry
+    from forecastflow.lifecycle import registry
 
     name, version = registered["model"], registered["version"]
     validated = registered["run"]
@@ -452,9 +288,9 @@ def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
 
 
 def _gate(ctx: Context, registered: dict[str, Any], current: Any) -> dict[str, Any]:
-    from forecastflow import registry
-    from forecastflow.metrics import score
-    from forecastflow.search import Trial, run_trial
+    from forecastflow.evaluation.metrics import score
+    from forecastflow.evaluation.search import Trial, run_trial
+    from forecastflow.lifecycle import registry
 
     problem = effective_problem(ctx)
     name, version = registered["model"], registered["version"]

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecastflow import tracking
-from forecastflow.data import DATE, SERIES
-from forecastflow.forecast_store import ACCURACY, FORECASTS, open_store, run_key
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.lifecycle import tracking
+from forecastflow.lifecycle.forecast_store import ACCURACY, FORECASTS, open_store, run_key
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,10 @@ def decide(summary: pd.DataFrame, champion: str | None, max_mase: float | None,
 def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
     """Join stored forecasts with the source's actuals before this run's cutoff, store and
     log realized accuracy, and say whether to retrain."""
-    from forecastflow import registry
-    from forecastflow.config import find_problem
-    from forecastflow.pipeline import load_data
-    from forecastflow.training import inclusive_cutoff
+    from forecastflow.data.problem import find_problem
+    from forecastflow.lifecycle import registry
+    from forecastflow.orchestration.context import inclusive_cutoff
+    from forecastflow.workflow import load_data
 
     problem = find_problem(ctx["problem"])
     name = problem.name

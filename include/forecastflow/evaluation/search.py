@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecastflow.backtest import BacktestSpec, backtest
-from forecastflow.config import (
+from forecastflow.data.problem import (
     Distribution,
     ModelSpec,
     ProblemConfig,
     ProblemConfigError,
     parse_problem,
 )
-from forecastflow.data import SeriesData
-from forecastflow.metrics import METRICS, score
+from forecastflow.data.series import SeriesData
+from forecastflow.evaluation.backtest import BacktestSpec, backtest
+from forecastflow.evaluation.metrics import METRICS, score
 from forecastflow.models import BASELINE, build_model
-from forecastflow.preprocess import ForecastPipeline
+from forecastflow.models.transforms import ForecastPipeline
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
                              "ended_at": int((started_at + seconds) * 1000)}
     if predictions_path is not None and not result.predictions.empty:
         # Every window's forecasts against actuals, so the winner need not be backtested again.
-        from forecastflow import storage
+        from forecastflow.lifecycle import storage
 
         extra["predictions"] = [str(storage.write_frame(result.predictions, predictions_path))]
     return TrialResult(trial, result.metrics(), windows_records, status, seconds,

@@ -2,7 +2,7 @@
 alias (``challenger``, ``champion``, ``previous``; never stages) and rollback.
 
 Pyfunc contract (``mlflow.pyfunc.load_model("models:/<problem>@champion").predict(df)``):
-see :mod:`forecastflow.contract`.
+see :mod:`forecastflow.lifecycle.contract`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow import storage, tracking
-from forecastflow.contract import (  # noqa: F401 - re-exported
+from forecastflow.lifecycle import storage, tracking
+from forecastflow.lifecycle.contract import (  # noqa: F401 - re-exported
     ForecastRequestError,
     predict_frame,
     request_example,
