@@ -39,16 +39,11 @@ def build_monitor(spec: DagSpec):  # noqa: ANN201 - a DAG
     def monitor_dag() -> None:
         @task
         def monitor() -> dict:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from forecastflow.data.validation import DataValidationError
             from forecastflow.orchestration import context
             from forecastflow.orchestration import monitor as monitoring
 
-            try:
+            with context.no_retry_on(*monitoring.bad_input()):
                 return monitoring.monitor(context.from_airflow())
-            except DataValidationError as err:
-                raise AirflowFailException(str(err)) from err  # bad data: retrying won't help
 
         @task.short_circuit
         def needs_retrain(result: dict) -> bool:

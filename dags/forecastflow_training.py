@@ -103,17 +103,11 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
 
         @task
         def validate(ingested: dict) -> dict:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            from forecastflow.data.problem import ProblemConfigError
-            from forecastflow.data.validation import DataValidationError
-            from forecastflow.orchestration import training
+            from forecastflow.orchestration import context, training
 
             _link(ingested)
-            try:
+            with context.no_retry_on(*training.bad_input()):
                 return training.validate(_ctx(), ingested)
-            except (DataValidationError, ProblemConfigError) as err:
-                raise AirflowFailException(str(err)) from err  # bad data: retrying won't help
 
         @task
         def preprocess(validated: dict) -> dict:

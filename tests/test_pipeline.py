@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from forecastflow import cli
+from forecastflow import cli, storage
 from forecastflow.data.problem import parse_problem
-from forecastflow.lifecycle import storage
 from forecastflow.workflow import load_data, run_problem
 
 AIRLINE = {

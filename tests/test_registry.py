@@ -9,9 +9,10 @@ import mlflow
 import pandas as pd
 import pytest
 
+from forecastflow import storage
 from forecastflow.data.problem import parse_problem
 from forecastflow.evaluation.search import Trial
-from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import forecast_rows, model_meta, origin_of, predict_frame
 from forecastflow.serving import lookup
 from forecastflow.workflow import load_data

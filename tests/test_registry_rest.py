@@ -14,9 +14,10 @@ import mlflow
 import pandas as pd
 import pytest
 
+from forecastflow import storage
 from forecastflow.data.series import SeriesData
 from forecastflow.evaluation.search import Trial
-from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import model_meta
 from forecastflow.serving import lookup
 from tests.conftest import seasonal_monthly

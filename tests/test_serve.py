@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecastflow import storage
 from forecastflow.data.problem import parse_problem
 from forecastflow.data.series import DATE, SeriesData
 from forecastflow.evaluation.search import Trial
-from forecastflow.lifecycle import registry, storage, tracking
+from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import model_meta
 from tests.conftest import make_panel, seasonal_monthly
 

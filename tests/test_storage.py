@@ -7,7 +7,7 @@ import stat
 
 import pandas as pd
 
-from forecastflow.lifecycle import storage
+from forecastflow import storage
 
 
 def test_writes_are_atomic_overwrites_with_umask_permissions(tmp_path):
@@ -39,9 +39,9 @@ def test_models_pickled_by_the_flat_package_still_load(tmp_path, monkeypatch):
     import pickle
     import sys
 
-    from forecastflow.lifecycle.storage import read_model
     from forecastflow.models import transforms
     from forecastflow.models.naive import Naive
+    from forecastflow.storage import read_model
 
     model = transforms.ForecastPipeline(Naive(), "log")
     monkeypatch.setitem(sys.modules, "forecastflow.preprocess", transforms)

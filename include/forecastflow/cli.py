@@ -30,7 +30,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from forecastflow.workflow import load_data
+    from forecastflow.data.validation import load_data
 
     problem = _problem(args.problem)
     data = load_data(problem)
@@ -44,8 +44,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
                    families: list[str] | None = None) -> dict:
     """Run one problem, write its artifacts under ``out_dir`` and return the summary."""
+    from forecastflow import storage
     from forecastflow.evaluation.plots import plot_backtest, plot_forecast
-    from forecastflow.lifecycle import storage
     from forecastflow.workflow import load_data, run_problem
 
     problem = find_problem(name)
@@ -69,7 +69,7 @@ def run_and_report(name: str, out_dir: Path, max_trials: int | None = None,
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from forecastflow.lifecycle.storage import state_dir
+    from forecastflow.storage import state_dir
 
     names = args.problems or list(DEMO_PROBLEMS)
     out = state_dir() / "runs"
@@ -103,7 +103,7 @@ def airflow_env() -> dict[str, str]:
     project's dags/ and plugins/, no example DAGs."""
     import os
 
-    from forecastflow.lifecycle.storage import state_dir
+    from forecastflow.storage import state_dir
 
     env = dict(os.environ)
     root = repo_root()

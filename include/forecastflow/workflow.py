@@ -13,8 +13,7 @@ import pandas as pd
 
 from forecastflow.data.problem import ProblemConfig
 from forecastflow.data.series import SeriesData
-from forecastflow.data.sources import read_source
-from forecastflow.data.validation import validate
+from forecastflow.data.validation import load_data, validate  # noqa: F401 - re-exported
 from forecastflow.evaluation.backtest import BacktestResult, BacktestSpec, backtest
 from forecastflow.evaluation.search import (
     Selection,
@@ -30,11 +29,6 @@ from forecastflow.models.base import Forecast
 from forecastflow.models.transforms import ForecastPipeline, hold_last_exog
 
 log = logging.getLogger(__name__)
-
-
-def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> SeriesData:
-    """Read the source and validate it, keeping data at or before ``cutoff``."""
-    return validate(read_source(problem.source), problem, cutoff=cutoff)
 
 
 def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig) -> ForecastPipeline:

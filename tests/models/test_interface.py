@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from forecastflow import storage
 from forecastflow.data.series import DATE, SERIES
-from forecastflow.lifecycle import storage
 from forecastflow.models import (
     FAMILIES,
     Forecast,

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from forecastflow.lifecycle import storage
+from forecastflow import storage
 from forecastflow.models import ModelError, Varmax
 
 

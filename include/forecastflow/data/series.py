@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
 
-from forecastflow.lifecycle import storage
+from forecastflow import storage
 
 SERIES = "series_id"
 DATE = "date"

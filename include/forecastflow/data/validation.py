@@ -335,3 +335,10 @@ def validate(
              max(len(clean), 1), len(frame), freq, season,
              f", dropped {len(dropped)}" if dropped else "")
     return data
+
+
+def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> SeriesData:
+    """Read the problem's source and validate it, keeping data at or before ``cutoff``."""
+    from forecastflow.data.sources import read_source
+
+    return validate(read_source(problem.source), problem, cutoff=cutoff)

@@ -230,7 +230,7 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
                              "ended_at": int((started_at + seconds) * 1000)}
     if predictions_path is not None and not result.predictions.empty:
         # Every window's forecasts against actuals, so the winner need not be backtested again.
-        from forecastflow.lifecycle import storage
+        from forecastflow import storage
 
         extra["predictions"] = [str(storage.write_frame(result.predictions, predictions_path))]
     return TrialResult(trial, result.metrics(), windows_records, status, seconds,

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import pandas as pd
 
-from forecastflow.lifecycle import storage
+from forecastflow import storage
 
 FORECASTS, ACCURACY = "forecasts", "accuracy"
 _KEY = re.compile(r"^[A-Za-z0-9_.:+-]+$")

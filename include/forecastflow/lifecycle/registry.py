@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow.lifecycle import storage, tracking
+from forecastflow import storage
+from forecastflow.lifecycle import tracking
 from forecastflow.lifecycle.contract import (  # noqa: F401 - re-exported
     ForecastRequestError,
     predict_frame,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from forecastflow.lifecycle.storage import state_dir
+from forecastflow.storage import state_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

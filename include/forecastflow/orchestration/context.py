@@ -4,13 +4,16 @@ problem with the run's params applied, the run folder, the MLflow parent run).""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from forecastflow import storage
 from forecastflow.data.problem import ProblemConfig, find_problem
-from forecastflow.lifecycle import storage, tracking
+from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.constants import LINK_KEY
 
 Context = dict[str, Any]
@@ -95,3 +98,15 @@ def push_link(refs: dict[str, Any]) -> None:
     run_id = refs.get("parent_run_id") or (refs.get("run") or {}).get("parent_run_id")
     if run_id:
         get_current_context()["ti"].xcom_push(key=LINK_KEY, value=tracking.run_url(run_id))
+
+
+@contextmanager
+def no_retry_on(*errors: type[Exception]) -> Iterator[None]:
+    """Fail the running task at once, without retries, on ``errors`` (bad input: retrying
+    would not help); other errors keep the task's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as err:
+        raise AirflowFailException(str(err)) from err

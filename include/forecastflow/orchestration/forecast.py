@@ -99,9 +99,8 @@ def latest_data(problem: Any, ctx: dict[str, Any]) -> Any | None:
     """The source's validated data before the run's cutoff (``SeriesData``), or None (logged)
     when the source cannot be read or fails validation."""
     from forecastflow.data.sources import SourceError
-    from forecastflow.data.validation import DataValidationError
+    from forecastflow.data.validation import DataValidationError, load_data
     from forecastflow.orchestration.context import inclusive_cutoff
-    from forecastflow.workflow import load_data
 
     try:
         return load_data(problem, cutoff=inclusive_cutoff(ctx))

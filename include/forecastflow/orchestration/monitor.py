@@ -23,6 +23,13 @@ from forecastflow.lifecycle.forecast_store import ACCURACY, FORECASTS, open_stor
 
 log = logging.getLogger(__name__)
 
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """Errors that fail the monitor task without retries: the data is wrong."""
+    from forecastflow.data.validation import DataValidationError
+
+    return (DataValidationError,)
+
 KEYS = ["model_version", "origin", SERIES, "target", DATE]
 
 
@@ -125,9 +132,9 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
     """Join stored forecasts with the source's actuals before this run's cutoff, store and
     log realized accuracy, and say whether to retrain."""
     from forecastflow.data.problem import find_problem
+    from forecastflow.data.validation import load_data
     from forecastflow.lifecycle import registry
     from forecastflow.orchestration.context import inclusive_cutoff
-    from forecastflow.workflow import load_data
 
     problem = find_problem(ctx["problem"])
     name = problem.name

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow.lifecycle import storage, tracking
+from forecastflow import storage
+from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.context import Context, effective_problem
 
 log = logging.getLogger(__name__)

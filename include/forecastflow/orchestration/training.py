@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow.lifecycle import storage, tracking
+from forecastflow import storage
+from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.constants import MAX_SEARCH_TASKS, champion_asset_uri
 from forecastflow.orchestration.context import (  # noqa: F401 - the DAG files use them
     Context,
@@ -32,6 +33,14 @@ from forecastflow.orchestration.planning import plan  # noqa: F401 - a stage
 from forecastflow.orchestration.threads import limited
 
 log = logging.getLogger(__name__)
+
+
+def bad_input() -> tuple[type[Exception], ...]:
+    """Errors that fail a training task without retries: the YAML or the data is wrong."""
+    from forecastflow.data.problem import ProblemConfigError
+    from forecastflow.data.validation import DataValidationError
+
+    return DataValidationError, ProblemConfigError
 
 # Stages -----------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from forecastflow.lifecycle import storage
+from forecastflow import storage
 
 log = logging.getLogger("forecastflow.serving.app")
 
