@@ -93,6 +93,7 @@ def test_layers_import_only_downward(path):
     ("lifecycle/registry.py", "from forecastflow.orchestration import context"),
     ("serving/app.py", "from forecastflow.orchestration import spec"),
     ("serving/hub.py", "import airflow"),
+    ("serving/schemas.py", "from forecastflow.orchestration import context"),
 ])
 def test_the_check_catches_an_upward_import(module, added):
     """Adding ``import mlflow`` (even deferred, inside a function) to a core module fails."""

@@ -416,7 +416,7 @@ def test_restart_with_an_unreadable_cached_model(server, tmp_path):
 def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
     """In process: a first start's slots hold the serving card, not the model; their answers
     equal the model's (every horizon, series subsets); an exog request reads the model."""
-    from forecastflow.serving.app import Hub
+    from forecastflow.serving.hub import Hub
 
     hub = Hub([SINGLE, PANEL, EXOG], tmp_path, poll_seconds=60, cache_size=0)
     hub.load_fast()  # the module's registry (FORECASTFLOW_HOME), no MLflow client
@@ -444,7 +444,7 @@ def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_pa
     writes the card itself (``v<version>.json``), which the next start answers from."""
     import yaml
 
-    from forecastflow.serving.app import Hub
+    from forecastflow.serving.hub import Hub
 
     hub = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
     hub.load_fast()

@@ -12,13 +12,8 @@ import pandas as pd
 from forecastflow.data.series import SeriesData
 from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle.contract import model_meta
-from forecastflow.serving.app import (
-    Slot,
-    check_request,
-    forecast_example,
-    parse_request,
-    run_forecast,
-)
+from forecastflow.serving.hub import Slot, run_forecast
+from forecastflow.serving.schemas import check_request, forecast_example, parse_request
 from tests.conftest import FAST_PARAMS, make_panel
 from tests.test_serve import problem_for
 

@@ -1,0 +1,408 @@
+"""The champions being served, without HTTP: one immutable ``Slot`` per problem, swapped
+whole when the registry's ``champion`` alias moves; the serving folder (pointer file, cards,
+model copies) for fast restarts; lazy model reads behind per-problem locks; the response
+cache; health. See :mod:`forecastflow.serving.app` for the start-up path."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from forecastflow import storage
+from forecastflow.serving.schemas import (
+    ForecastRequest,
+    RequestError,
+    check_request,
+    parse_request,
+)
+
+log = logging.getLogger("forecastflow.serve")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One loaded champion (immutable: swapped whole)."""
+
+    problem: str
+    version: str
+    family: str
+    model: Any  # None until the model is read (requests are answered from ``table``)
+    meta: dict[str, Any]
+    metrics: dict[str, float]
+    origin: str
+    loaded_at: float
+    source: str  # "registry" (verified), "cache" (restart) or "lookup" (fast first start)
+    table: list[dict[str, Any]] | None = None  # max-horizon forecast (exog-free problems)
+
+
+@dataclass
+class Hub:
+    """The champions being served and the registry poller."""
+
+    problems: list[str]
+    cache: Path
+    poll_seconds: float = 10.0
+    cache_size: int = 1024
+    slots: dict[str, Slot] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)  # problems without a champion yet
+    verified: bool = False
+    last_poll: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _results: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _load_locks: dict[str, threading.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One lock per problem: a request waits only for its own model being read.
+        self._load_locks = {problem: threading.Lock() for problem in self.problems}
+
+    # Loading ---------------------------------------------------------------------------
+
+    def pointer(self, problem: str) -> Path:
+        return self.cache / problem / "champion.json"
+
+    def _write_pointer(self, slot: Slot) -> None:
+        """Remember ``slot`` as the champion to serve on the next start."""
+        storage.write_json({"version": slot.version, "family": slot.family,
+                            "metrics": slot.metrics}, self.pointer(slot.problem))
+
+    def card_path(self, problem: str, version: str) -> Path:
+        return self.cache / problem / f"v{version}.json"
+
+    def load_cached(self) -> None:
+        """Serve the last champions kept on disk (no registry round trip, no MLflow import)."""
+        for problem in self.problems:
+            path = self.pointer(problem)
+            if not path.exists():
+                continue
+            try:
+                info = storage.read_json(path)
+                version, family = str(info["version"]), str(info["family"])
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                self.errors[problem] = f"serving pointer {path} unreadable: {err}"
+                continue
+            self._install_from_disk(problem, version, family, info.get("metrics", {}),
+                                    "cache")
+
+    def load_fast(self) -> None:
+        """Champions of problems not loaded yet, looked up without the MLflow client
+        (:mod:`forecastflow.serving.lookup`); :meth:`refresh` verifies them later."""
+        from forecastflow.lifecycle.tracking import tracking_uri
+        from forecastflow.serving import lookup
+
+        uri = tracking_uri()
+        for problem in self.problems:
+            if problem in self.slots:
+                continue
+            try:
+                ref = lookup.aliased(problem, "champion", uri)
+                if ref is None:
+                    self.waiting.add(problem)
+                    continue
+                folder = self.cache / problem / ref.version
+                if not folder.exists():
+                    lookup.fetch(ref, folder, uri)
+            except (lookup.LookupUnavailableError, OSError) as err:
+                log.info("%s: no fast lookup (%s); the MLflow client will load it", problem,
+                         err)
+                continue
+            family, metrics = ref.tags.get("family", "?"), _tag_metrics(ref.tags)
+            if self._install_from_disk(problem, ref.version, family, metrics, "lookup"):
+                self._write_pointer(self.slots[problem])
+
+    def _install_from_disk(self, problem: str, version: str, family: str,
+                           metrics: dict[str, float], source: str) -> bool:
+        """Serve ``version`` from the serving cache: from its card when there is one (the
+        model is read later by :meth:`load_models`), else from the model itself."""
+        card = self._read_card(problem, version)
+        if card is not None:
+            if family == "?":
+                family = str(card["meta"].get("family", "?"))
+            self._install(Slot(problem, version, family, None, card["meta"], metrics,
+                               str(card["origin"]), time.time(), source, card["table"]))
+            return True
+        try:
+            model, meta = storage.read_pyfunc_dir(self.cache / problem / version)
+        except storage.ModelFolderError as err:
+            self.errors[problem] = f"cached v{version}: {err}"
+            log.error("%s: %s", problem, self.errors[problem])
+            return False
+        self._install(self._slot(problem, version, family, model, meta, metrics, source))
+        return True
+
+    def _read_card(self, problem: str, version: str) -> dict[str, Any] | None:
+        """The version's serving card: logged with the model (``serving_card.json``) or, for
+        models registered without one, written by this server (``v<version>.json``)."""
+        path = self.card_path(problem, version)
+        try:
+            card = (storage.read_json(path) if path.exists()
+                    else storage.read_pyfunc_card(self.cache / problem / version))
+            if card is None:
+                return None
+            missing = sorted({"origin", "meta", "table"} - set(card))
+            if missing:
+                raise KeyError(f"missing {missing}")
+            if str(card.get("version", version)) != version:
+                raise ValueError(f"card is for version {card['version']}")
+        except (storage.ModelFolderError, OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("%s: serving card of v%s unreadable (%s); reading the model",
+                        problem, version, err)
+            return None
+        return card
+
+    def _write_card(self, slot: Slot) -> None:
+        """Store a serving card for a model registered without one (a start-up shortcut:
+        failing to write it is logged, not raised)."""
+        from forecastflow.lifecycle.contract import ForecastRequestError, serving_card
+        from forecastflow.models.base import ModelError
+
+        try:
+            card = {"version": slot.version, **serving_card(slot.model, slot.meta)}
+            storage.write_json(card, self.card_path(slot.problem, slot.version), compact=True)
+        except (ForecastRequestError, ModelError, OSError) as err:
+            log.warning("%s: no serving card for v%s: %s", slot.problem, slot.version, err)
+
+    def load_models(self) -> None:
+        """After start-up (background): read the models of slots answering from their card
+        and write the cards that are missing."""
+        # Problems without a forecast table first: only their models can answer them.
+        for problem in sorted(self.slots, key=lambda p: self.slots[p].table is not None):
+            from_card = self.slots[problem].model is None  # installed from its card
+            slot = self._attach_model(problem)
+            if not from_card and slot is not None and slot.model is not None and (
+                    self._read_card(problem, slot.version) is None):
+                self._write_card(slot)
+
+    def _attach_model(self, problem: str) -> Slot | None:
+        """Read the model of ``problem``'s slot from the serving cache (once; callers wait)."""
+        with self._load_locks[problem]:
+            slot = self.slots.get(problem)
+            if slot is None or slot.model is not None:
+                return slot
+            try:
+                model, _ = storage.read_pyfunc_dir(self.cache / problem / slot.version)
+            except storage.ModelFolderError as err:
+                self.errors[problem] = (f"cached v{slot.version}: {err}; exog-free requests "
+                                        "are answered from its stored forecast table")
+                log.error("%s: %s", problem, self.errors[problem])
+                return slot
+            self._install(Slot(**{**slot.__dict__, "model": model}))
+            return self.slots[problem]
+
+    def refresh(self) -> None:
+        """Check every problem's champion alias; load and swap in versions that moved."""
+        from mlflow.exceptions import MlflowException
+        from requests import RequestException
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from forecastflow.lifecycle import registry
+
+        for problem in self.problems:
+            try:
+                current = registry.alias_version(problem, registry.CHAMPION)
+            except (MlflowException, RequestException, SQLAlchemyError, OSError) as err:
+                # The registry is down or unreachable: keep serving what is loaded, report it.
+                self.errors[problem] = f"registry unreachable: {type(err).__name__}: {err}"
+                log.error("%s: %s", problem, self.errors[problem])
+                continue
+            if current is None:
+                self.waiting.add(problem)  # not an error: nothing promoted yet
+                continue
+            self.waiting.discard(problem)
+            version = str(current.version)
+            slot = self.slots.get(problem)
+            if slot is not None and slot.version == version and slot.model is None:
+                slot = self._attach_model(problem)  # waits for (or does) the cached read
+            if slot is not None and slot.version == version and slot.model is not None:
+                if slot.source != "registry":  # now verified by the MLflow client
+                    self._install(Slot(**{**slot.__dict__, "source": "registry"}))
+                self.errors.pop(problem, None)
+                continue
+            with self._load_locks[problem]:  # an unreadable cached copy is fetched again
+                try:
+                    model, meta = registry.load_version(problem, version, cache=self.cache)
+                except registry.ModelLoadError as err:
+                    kept = f"; still serving v{slot.version}" if slot else ""
+                    self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
+                    log.error("%s: %s", problem, self.errors[problem])
+                    continue
+                metrics = _tag_metrics(current.tags)
+                family = current.tags.get("family", meta.get("family", "?"))
+                new = self._slot(problem, version, family, model, meta, metrics, "registry")
+                self._install(new)
+            if self._read_card(problem, version) is None:
+                self._write_card(new)
+            self._write_pointer(new)
+            self.errors.pop(problem, None)
+            if slot is None or slot.version != version:
+                log.info("%s: serving champion v%s (%s)%s", problem, version, family,
+                         f", replacing v{slot.version}" if slot else "")
+        self.verified = True
+        self.last_poll = time.time()
+
+    @staticmethod
+    def _slot(problem: str, version: str, family: str, model: Any, meta: dict[str, Any],
+              metrics: dict[str, float], source: str) -> Slot:
+        from forecastflow.lifecycle.contract import origin_of
+
+        return Slot(problem, str(version), family, model, meta, metrics,
+                    str(origin_of(model).date()), time.time(), source)
+
+    def _install(self, slot: Slot) -> None:
+        self.slots = {**self.slots, slot.problem: slot}  # one atomic swap of the snapshot
+
+    def start_polling(self, delay: float = 0.0) -> threading.Thread:
+        """Poll the registry in a daemon thread, first after ``delay`` seconds."""
+        def loop() -> None:
+            if self._stop.wait(delay):
+                return
+            while not self._stop.is_set():
+                self.refresh()
+                self._stop.wait(self.poll_seconds)
+
+        thread = threading.Thread(target=loop, name="forecastflow-registry-poll", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # Forecasting -----------------------------------------------------------------------
+
+    def served(self, problem: str) -> Slot:
+        """The slot serving ``problem`` (404 naming it when unknown or without a champion)."""
+        if problem not in self.problems:
+            raise RequestError(404, f"unknown problem {problem!r}; known: {self.problems}")
+        slot = self.slots.get(problem)
+        if slot is None:
+            why = self.errors.get(problem) or ("no champion in the registry yet"
+                                               if problem in self.waiting else "loading")
+            raise RequestError(404, f"problem {problem!r} has no champion model loaded ({why})")
+        return slot
+
+    def series(self, problem: str) -> dict[str, Any]:
+        """The series ids (panels; empty for a single series) and targets of the champion."""
+        slot = self.served(problem)
+        ids = [str(s) for s in slot.meta.get("series") or []]
+        return {"problem": problem, "model_version": slot.version,
+                "panel": bool(slot.meta.get("panel")), "n_series": len(ids) or 1,
+                "series_ids": ids, "targets": list(slot.meta.get("targets") or [])}
+
+    def forecast(self, problem: str, body: bytes) -> dict[str, Any]:
+        slot = self.served(problem)
+        key = (problem, slot.version, body)
+        with self._lock:
+            cached = self._results.get(key)
+            if cached is not None:
+                self._results.move_to_end(key)
+                return cached
+        request = parse_request(body)
+        check_request(slot, request)
+        if slot.model is not None:
+            result = run_forecast(slot, request)
+        elif slot.table is not None and not request.exog:
+            result = table_forecast(slot, request)  # the model is still being read
+        else:
+            slot = self._attach_model(problem)
+            if slot is None or slot.model is None:
+                raise RequestError(503, f"problem {problem!r}: champion model not loaded ("
+                                   f"{self.errors.get(problem, 'loading')}); retry shortly")
+            result = run_forecast(slot, request)
+        if self.cache_size:
+            with self._lock:
+                self._results[key] = result
+                while len(self._results) > self.cache_size:
+                    self._results.popitem(last=False)
+        return result
+
+    def health(self) -> dict[str, Any]:
+        models = {}
+        for problem in self.problems:
+            slot = self.slots.get(problem)
+            models[problem] = {
+                "version": None if slot is None else slot.version,
+                "family": None if slot is None else slot.family,
+                "source": None if slot is None else slot.source,
+                "loaded_at": None if slot is None else _iso(slot.loaded_at),
+                "model_in_memory": None if slot is None else slot.model is not None,
+                "error": self.errors.get(problem),
+                "note": "no champion in the registry yet" if problem in self.waiting else None}
+        status = "ok" if self.verified and not self.errors else "degraded"
+        if not self.verified:
+            status = "starting" if not self.slots else "ok-unverified"
+        return {"status": status, "registry_checked_at": _iso(self.last_poll),
+                "poll_seconds": self.poll_seconds, "models": models}
+
+    def describe(self, problem: str) -> str:
+        """One line on what ``problem`` serves (the start-up log)."""
+        slot = self.slots.get(problem)
+        if slot is not None:
+            return f"{problem}: champion v{slot.version} ({slot.family}) from {slot.source}"
+        if problem in self.errors:
+            return f"{problem}: not loaded ({self.errors[problem]})"
+        if problem in self.waiting:
+            return f"{problem}: no champion yet"
+        return f"{problem}: loading"
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def _tag_metrics(tags: dict[str, str]) -> dict[str, float]:
+    """Backtest metrics stored as model version tags."""
+    return {k: float(v) for k, v in tags.items()
+            if k.startswith(("backtest_", "baseline_")) and _is_number(v)}
+
+
+def _is_number(value: str) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
+def _response(slot: Slot, horizon: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"problem": slot.problem, "model_version": slot.version, "family": slot.family,
+            "horizon": horizon, "origin": slot.origin, "forecasts": rows}
+
+
+def table_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
+    """An exog-free forecast cut from the version's max-horizon table (checked request)."""
+    wanted = None if request.series_ids is None else set(request.series_ids)
+    rows = [row for row in slot.table or [] if row["step"] <= request.horizon and (
+        wanted is None or row.get("series_id") in wanted)]
+    return _response(slot, request.horizon, rows)
+
+
+def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
+    """Forecast a checked request with the model."""
+    import pandas as pd
+
+    from forecastflow.lifecycle.contract import ForecastRequestError, forecast_rows, predict_frame
+    from forecastflow.models.base import ModelError
+
+    frame = pd.DataFrame({"horizon": [request.horizon]})
+    if request.exog:
+        frame = pd.DataFrame(request.exog).drop(columns=["date"], errors="ignore")
+        frame["horizon"] = request.horizon
+    if request.series_ids is not None:
+        if not request.exog:
+            frame = pd.DataFrame({"series_id": request.series_ids,
+                                  "horizon": request.horizon})
+        elif "series_id" in frame.columns:
+            frame = frame[frame["series_id"].astype(str).isin(request.series_ids)]
+    try:
+        out = predict_frame(slot.model, slot.meta, frame)
+    except (ForecastRequestError, ModelError) as err:
+        raise RequestError(422, str(err)) from None
+    return _response(slot, request.horizon, forecast_rows(out))
