@@ -47,9 +47,10 @@ def register_champion() -> str:
     import warnings
 
     warnings.simplefilter("ignore")
+    from forecastflow import storage
     from forecastflow.data.problem import parse_problem
     from forecastflow.evaluation.search import Trial
-    from forecastflow.lifecycle import registry, storage, tracking
+    from forecastflow.lifecycle import registry, tracking
     from forecastflow.lifecycle.contract import model_meta
     from forecastflow.workflow import load_data
 

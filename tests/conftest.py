@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -152,3 +153,32 @@ def make_series() -> Callable[..., pd.DataFrame]:
 def make_panel_frame() -> Callable[..., pd.DataFrame]:
     """Factory: ``make_panel_frame(ids, n, levels)`` (see :func:`make_panel`)."""
     return make_panel
+
+
+# Shared helpers ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def problem_for(name: str, **extra: Any) -> ProblemConfig:
+    """A small monthly problem declaration named ``name`` (its source is not read)."""
+    return parse_problem({"name": name, "source": "unused.csv", "time_column": DATE,
+                          "target": "y", "frequency": "MS", "horizon": 6, "max_horizon": 12,
+                          "models": [{"family": "naive"}], **extra})
+
+
+@pytest.fixture
+def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A state folder of its own with an embedded MLflow store (no MLFLOW_TRACKING_URI)."""
+    import mlflow
+
+    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp_path
+    mlflow.set_tracking_uri(None)

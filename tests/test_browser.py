@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from tests.conftest import free_port
 from tests.dags.conftest import BIN, ROOT, base_env
 from tests.support.standalone import standalone
 
@@ -52,15 +52,11 @@ FORM_TITLES = ["Horizon", "Model families", "Backtest windows", "Selection metri
 SWAGGER_PATHS = ["/health", "/problems", "/problems/{name}/forecast"]
 
 
+
 def declared_families(problem: str) -> list[str]:
     spec = yaml.safe_load((ROOT / "include" / "problems" / f"{problem}.yaml").read_text())
     return list(dict.fromkeys(model["family"] for model in spec["models"]))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,10 @@ import pytest
 
 from forecastflow import cli
 from forecastflow.lifecycle import tracking
+from tests.conftest import free_port
 
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("tracking_env", [None, "sqlite:///{home}/elsewhere.db"])

@@ -8,7 +8,6 @@ user asked for, not also a scheduled run for the tick just past."""
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import subprocess
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from forecastflow.data.datasets import load_dataset
+from tests.conftest import free_port
 from tests.dags.conftest import BIN, base_env
 from tests.support.standalone import standalone
 
@@ -32,11 +32,6 @@ PROBLEM = {
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def airflow(env: dict, *args: str) -> str:

@@ -6,7 +6,6 @@ and serves with `mlflow models serve`."""
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from forecastflow.data.datasets import load_dataset
+from tests.conftest import free_port
 from tests.dags.conftest import BIN, ROOT, base_env, dags_test
 
 NAME = "airline_dag"
@@ -33,6 +33,7 @@ PROBLEM = {
 }
 
 pytestmark = pytest.mark.slow
+
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +86,6 @@ def asset_events(db) -> int:
                             "a.id where a.uri = ?",
                             (f"x-forecastflow://champion/{NAME}",)).fetchone()[0]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_train_promote_gate_and_bad_input(setup):

@@ -20,8 +20,7 @@ from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import model_meta
 from forecastflow.serving import lookup
-from tests.conftest import seasonal_monthly
-from tests.test_serve import free_port, problem_for
+from tests.conftest import free_port, problem_for, seasonal_monthly
 
 BIN = Path(sys.executable).parent
 NAME = "rest_single"

@@ -1,5 +1,5 @@
 """OpenAPI request examples of `forecastflow serve` for cases the HTTP fixtures of
-tests/test_serve.py do not serve: a panel with exogenous inputs, odd metadata. In process: an
+tests/serving/test_app.py do not serve: a panel with exogenous inputs, odd metadata. In process: an
 example must pass the API's own checks and forecast."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle.contract import model_meta
 from forecastflow.serving.hub import Slot, run_forecast
 from forecastflow.serving.schemas import check_request, forecast_example, parse_request
-from tests.conftest import FAST_PARAMS, make_panel
-from tests.test_serve import problem_for
+from tests.conftest import FAST_PARAMS, make_panel, problem_for
 
 
 def test_example_for_a_panel_with_exog_forecasts_its_first_two_series():

@@ -11,8 +11,7 @@ from forecastflow.data.series import SERIES, SeriesData
 from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle.contract import predict_frame
 from forecastflow.models import FAMILIES
-from tests.conftest import FAST_PARAMS, MULTI_TARGET_FAMILIES, make_panel
-from tests.test_serve import problem_for
+from tests.conftest import FAST_PARAMS, MULTI_TARGET_FAMILIES, make_panel, problem_for
 
 LIMIT = 12
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,21 +19,16 @@ import pandas as pd
 import pytest
 
 from forecastflow import storage
-from forecastflow.data.problem import parse_problem
-from forecastflow.data.series import DATE, SeriesData
+from forecastflow.data.series import SeriesData
 from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import model_meta
-from tests.conftest import make_panel, seasonal_monthly
+from tests.conftest import free_port, make_panel, problem_for, seasonal_monthly
 
 BIN = Path(sys.executable).parent
 SINGLE, EXOG, PANEL, NONE = "api_single", "api_exog", "api_panel", "api_none"
 
 
-def problem_for(name: str, **extra):
-    return parse_problem({"name": name, "source": "unused.csv", "time_column": DATE,
-                          "target": "y", "frequency": "MS", "horizon": 6, "max_horizon": 12,
-                          "models": [{"family": "naive"}], **extra})
 
 
 def register(name: str, data: SeriesData, trial: Trial, key: str, promote: bool = True,
@@ -60,11 +54,6 @@ def exog_data() -> SeriesData:
     y["y"] = y["y"] - 2.0 * X["price"]
     return SeriesData(y, X, "MS", season=12)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def call(base: str, path: str, body: object = None, raw: bytes | None = None,
