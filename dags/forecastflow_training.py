@@ -4,10 +4,11 @@
 One `train_<problem>` DAG per problem YAML (shipped demos in `include/problems/` plus
 `FORECASTFLOW_PROBLEMS_DIR`). Each run trains on the data before its data-interval end:
 
-ingest → validate → preprocess → plan trials → **search** (mapped over batches of trials) →
-select → fit the winner → backtest/evaluate against seasonal naive → register in MLflow as
-`challenger` → **promote** to `champion` only if it beats seasonal naive and the current
-champion on the same windows → publish the problem's champion Asset when the champion changed.
+ingest → validate → profile (data profile and the YAML, logged) → plan trials →
+**search** (mapped over batches of trials) → select → fit the winner and backtest/evaluate
+it against seasonal naive → register in MLflow as `challenger` → **promote** to `champion`
+only if it beats seasonal naive and the current champion on the same windows → publish the
+problem's champion Asset when the champion changed.
 
 Tasks pass references (run-folder paths, MLflow run ids, model versions), never DataFrames.
 This file only wires: every task body is a call into `forecastflow.orchestration.training`.
@@ -110,11 +111,11 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
                 return training.validate(_ctx(), ingested)
 
         @task
-        def preprocess(validated: dict) -> dict:
+        def profile(validated: dict) -> dict:
             from forecastflow.orchestration import training
 
             _link(validated)
-            return training.preprocess(_ctx(), validated)
+            return training.profile(_ctx(), validated)
 
         @task
         def plan_trials(profiled: dict) -> list[dict]:
@@ -180,7 +181,7 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             return decision
 
         # A chain: each task takes what the previous one returns (references only).
-        batches = plan_trials(preprocess(validate(ingest())))
+        batches = plan_trials(profile(validate(ingest())))
         selected = select(search.expand(batch=batches))
         decision = promote(register(fit(selected), evaluate(selected)))
         champion_changed(decision) >> publish_champion(decision)

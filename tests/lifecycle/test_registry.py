@@ -25,12 +25,9 @@ PROBLEM = {
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+def store(isolated_store):
     tracking.client()
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
+    return isolated_store
 
 
 @pytest.fixture

@@ -27,13 +27,8 @@ def test_concurrent_first_use_of_a_new_sqlite_store(tmp_path):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
-    import mlflow
-
-    mlflow.set_tracking_uri(None)
+def store(isolated_store):
+    return isolated_store
 
 
 def test_experiments_open_in_the_classic_ml_view(store, monkeypatch):

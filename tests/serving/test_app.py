@@ -407,7 +407,7 @@ def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
     equal the model's (every horizon, series subsets); an exog request reads the model."""
     from forecastflow.serving.hub import Hub
 
-    hub = Hub([SINGLE, PANEL, EXOG], tmp_path, poll_seconds=60, cache_size=0)
+    hub = Hub([SINGLE, PANEL, EXOG], tmp_path, poll_seconds=60, response_cache_size=0)
     hub.load_fast()  # the module's registry (FORECASTFLOW_HOME), no MLflow client
     assert hub.slots[SINGLE].model is None and len(hub.slots[SINGLE].table) == 12
     assert hub.slots[EXOG].model is None and hub.slots[EXOG].table is None
@@ -420,7 +420,7 @@ def test_hub_answers_from_the_card_until_the_model_is_read(server, tmp_path):
     assert [hub.forecast(name, json.dumps(b).encode()) for name, b in bodies] == from_card
     assert [len(out["forecasts"]) for out in from_card] == [1, 7, 12, 36, 4]
 
-    fresh = Hub([EXOG], tmp_path, poll_seconds=60, cache_size=0)
+    fresh = Hub([EXOG], tmp_path, poll_seconds=60, response_cache_size=0)
     fresh.load_fast()
     body = {"horizon": 2, "exog": [{"price": 10.0}, {"price": 11.0}]}
     out = fresh.forecast(EXOG, json.dumps(body).encode())
@@ -435,7 +435,7 @@ def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_pa
 
     from forecastflow.serving.hub import Hub
 
-    hub = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    hub = Hub([SINGLE], tmp_path, poll_seconds=60, response_cache_size=0)
     hub.load_fast()
     version = hub.slots[SINGLE].version
     mlmodel = tmp_path / SINGLE / version / "MLmodel"
@@ -444,13 +444,13 @@ def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_pa
     mlmodel.write_text(yaml.safe_dump(spec))
     expected = hub.forecast(SINGLE, b'{"horizon": 4}')
 
-    old = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    old = Hub([SINGLE], tmp_path, poll_seconds=60, response_cache_size=0)
     old.load_cached()
     assert old.slots[SINGLE].model is not None  # no card: the model was read at start
     old.load_models()
     assert (tmp_path / SINGLE / f"v{version}.json").exists()
 
-    again = Hub([SINGLE], tmp_path, poll_seconds=60, cache_size=0)
+    again = Hub([SINGLE], tmp_path, poll_seconds=60, response_cache_size=0)
     again.load_cached()
     assert again.slots[SINGLE].model is None and again.slots[SINGLE].table
     assert again.forecast(SINGLE, b'{"horizon": 4}') == expected

@@ -115,7 +115,7 @@ def _numeric(raw: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[
     return pd.DataFrame(out, index=raw.index), issues
 
 
-def _infer_freq(dates: pd.DatetimeIndex) -> str | None:
+def _pandas_freq(dates: pd.DatetimeIndex) -> str | None:
     """``pd.infer_freq`` as a string (pandas 3.1 warns it will return an offset)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*infer_freq.*")
@@ -126,13 +126,13 @@ def _infer_freq(dates: pd.DatetimeIndex) -> str | None:
 def _infer_frequency(dates: pd.DatetimeIndex) -> str | None:
     if len(dates) < 3:
         return None
-    freq = _infer_freq(dates)
+    freq = _pandas_freq(dates)
     if freq is None:
         # Gaps defeat infer_freq: take the most common frequency of runs of three consecutive
         # timestamps (calendar-aware, unlike a fixed spacing: months are not 31 days) and
         # accept it only if every timestamp lies on its grid.
         starts = np.unique(np.linspace(0, len(dates) - 3, min(len(dates) - 2, 200)).astype(int))
-        found = [_infer_freq(dates[i:i + 3]) for i in starts]
+        found = [_pandas_freq(dates[i:i + 3]) for i in starts]
         found = pd.Series([f for f in found if f is not None])
         if found.empty:
             return None

@@ -147,7 +147,7 @@ class Forecaster:
                              f"{list(y.columns[y.isna().any()])} at {where}; validate the "
                              "data first")
         freq = getattr(y.index, "freq", None) if not panel else None
-        self.freq_ = freq.freqstr if freq is not None else _infer_freq(y.index, panel)
+        self.freq_ = freq.freqstr if freq is not None else _index_freq(y.index, panel)
         if self.freq_ is None:
             raise ModelError(f"{self.family}: cannot tell the frequency of y's index")
         self.targets_ = list(y.columns)
@@ -280,7 +280,7 @@ def _ends(y: pd.DataFrame) -> pd.Timestamp | dict[str, pd.Timestamp]:
     return pd.Timestamp(y.index[-1])
 
 
-def _infer_freq(index: pd.Index, panel: bool) -> str | None:
+def _index_freq(index: pd.Index, panel: bool) -> str | None:
     """Frequency of a single index, or of the first panel series long enough to tell (the
     union of dates of series with different starts need not be ordered or regular)."""
     def infer(dates: pd.Index) -> str | None:

@@ -60,15 +60,15 @@ def ingest(ctx: Context) -> dict[str, Any]:
 def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
     """Check the data contract on rows before the cutoff; on failure the parent run is marked
     failed with the issues and nothing further runs."""
+    from forecastflow.data import validation
     from forecastflow.data.series import DATE
     from forecastflow.data.validation import DataValidationError
-    from forecastflow.data.validation import validate as check
 
     problem = effective_problem(ctx)
     parent = ingested["parent_run_id"]
     raw = storage.read_frame(ingested["raw"])
     try:
-        data = check(raw, problem, cutoff=inclusive_cutoff(ctx))
+        data = validation.validate(raw, problem, cutoff=inclusive_cutoff(ctx))
     except DataValidationError as err:
         tracking.log_run(parent, tags={"validation": "failed", "validation_issues": str(err)},
                          status="FAILED")
@@ -96,7 +96,7 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
-def preprocess(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
+def profile(ctx: Context, validated: dict[str, Any]) -> dict[str, Any]:
     """Data profile and the problem declaration, stored and logged for reviewers; returns
     the validated references with the profile's path."""
     from forecastflow.data.profile import data_profile
@@ -140,8 +140,8 @@ def search_concurrency(ctx: Context) -> int:
 
 def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
     """Best trial per family, then the best family."""
+    from forecastflow.evaluation import search as trials
     from forecastflow.evaluation.search import TrialResult, combine, window_table
-    from forecastflow.evaluation.search import select as choose
 
     if not searched:
         raise ValueError("select: no search results (the plan had no trials)")
@@ -150,7 +150,7 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
     results = combine([TrialResult.from_dict(r) for s in searched
                        for r in storage.read_json(s["results"])])
     tracking.log_trials(ctx["problem"], ctx["run_id"], validated["parent_run_id"], results)
-    selection = choose(results, problem.metric, problem.coverage)
+    selection = trials.select(results, problem.metric, problem.coverage)
     best = selection.best
     per_family = {f: r.metrics[problem.metric] for f, r in selection.per_family.items()}
     log.info("selected %s %s (%s=%.4f); best per family: %s", best.trial.family,

@@ -164,19 +164,7 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.get("/problems", summary="Problems with their champion version, family and metrics")
     def problems() -> list[dict[str, Any]]:
-        out = []
-        for name in hub.problems:
-            slot = hub.slots.get(name)
-            meta = {} if slot is None else slot.meta
-            out.append({"name": name, "champion_version": None if slot is None else
-                        slot.version, "family": None if slot is None else slot.family,
-                        "metrics": {} if slot is None else slot.metrics,
-                        "horizon": meta.get("horizon"), "max_horizon": meta.get(
-                            "horizon_limit"), "frequency": meta.get("freq"),
-                        "exog": meta.get("exog", []), "targets": meta.get("targets", []),
-                        "n_series": len(meta.get("series") or []) or (1 if meta else 0),
-                        "origin": None if slot is None else slot.origin})
-        return out
+        return hub.problems_info()
 
     @app.get("/problems/{name}/series", summary="Series ids and targets of a problem")
     def series(name: str = PathParam(description=name_doc)) -> Response:

@@ -46,9 +46,9 @@ class Hub:
     """The champions being served and the registry poller."""
 
     problems: list[str]
-    cache: Path
+    folder: Path  # the serving folder: pointer files, cards, model copies
     poll_seconds: float = 10.0
-    cache_size: int = 1024
+    response_cache_size: int = 1024  # identical requests answered from memory (0: off)
     slots: dict[str, Slot] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     waiting: set[str] = field(default_factory=set)  # problems without a champion yet
@@ -66,7 +66,7 @@ class Hub:
     # Loading ---------------------------------------------------------------------------
 
     def pointer(self, problem: str) -> Path:
-        return self.cache / problem / "champion.json"
+        return self.folder / problem / "champion.json"
 
     def _write_pointer(self, slot: Slot) -> None:
         """Remember ``slot`` as the champion to serve on the next start."""
@@ -74,7 +74,7 @@ class Hub:
                             "metrics": slot.metrics}, self.pointer(slot.problem))
 
     def card_path(self, problem: str, version: str) -> Path:
-        return self.cache / problem / f"v{version}.json"
+        return self.folder / problem / f"v{version}.json"
 
     def load_cached(self) -> None:
         """Serve the last champions kept on disk (no registry round trip, no MLflow import)."""
@@ -106,7 +106,7 @@ class Hub:
                 if ref is None:
                     self.waiting.add(problem)
                     continue
-                folder = self.cache / problem / ref.version
+                folder = self.folder / problem / ref.version
                 if not folder.exists():
                     lookup.fetch(ref, folder, uri)
             except (lookup.LookupUnavailableError, OSError) as err:
@@ -129,7 +129,7 @@ class Hub:
                                str(card["origin"]), time.time(), source, card["table"]))
             return True
         try:
-            model, meta = storage.read_pyfunc_dir(self.cache / problem / version)
+            model, meta = storage.read_pyfunc_dir(self.folder / problem / version)
         except storage.ModelFolderError as err:
             self.errors[problem] = f"cached v{version}: {err}"
             log.error("%s: %s", problem, self.errors[problem])
@@ -143,7 +143,7 @@ class Hub:
         path = self.card_path(problem, version)
         try:
             card = (storage.read_json(path) if path.exists()
-                    else storage.read_pyfunc_card(self.cache / problem / version))
+                    else storage.read_pyfunc_card(self.folder / problem / version))
             if card is None:
                 return None
             missing = sorted({"origin", "meta", "table"} - set(card))
@@ -187,7 +187,7 @@ class Hub:
             if slot is None or slot.model is not None:
                 return slot
             try:
-                model, _ = storage.read_pyfunc_dir(self.cache / problem / slot.version)
+                model, _ = storage.read_pyfunc_dir(self.folder / problem / slot.version)
             except storage.ModelFolderError as err:
                 self.errors[problem] = (f"cached v{slot.version}: {err}; exog-free requests "
                                         "are answered from its stored forecast table")
@@ -227,7 +227,7 @@ class Hub:
                 continue
             with self._load_locks[problem]:  # an unreadable cached copy is fetched again
                 try:
-                    model, meta = registry.load_version(problem, version, cache=self.cache)
+                    model, meta = registry.load_version(problem, version, cache=self.folder)
                 except registry.ModelLoadError as err:
                     kept = f"; still serving v{slot.version}" if slot else ""
                     self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
@@ -315,12 +315,28 @@ class Hub:
                 raise RequestError(503, f"problem {problem!r}: champion model not loaded ("
                                    f"{self.errors.get(problem, 'loading')}); retry shortly")
             result = run_forecast(slot, request)
-        if self.cache_size:
+        if self.response_cache_size:
             with self._lock:
                 self._results[key] = result
-                while len(self._results) > self.cache_size:
+                while len(self._results) > self.response_cache_size:
                     self._results.popitem(last=False)
         return result
+
+    def problems_info(self) -> list[dict[str, Any]]:
+        """Every problem with its champion's version, family, metrics and contract."""
+        out = []
+        for name in self.problems:
+            slot = self.slots.get(name)
+            meta = {} if slot is None else slot.meta
+            out.append({"name": name, "champion_version": None if slot is None else
+                        slot.version, "family": None if slot is None else slot.family,
+                        "metrics": {} if slot is None else slot.metrics,
+                        "horizon": meta.get("horizon"), "max_horizon": meta.get(
+                            "horizon_limit"), "frequency": meta.get("freq"),
+                        "exog": meta.get("exog", []), "targets": meta.get("targets", []),
+                        "n_series": len(meta.get("series") or []) or (1 if meta else 0),
+                        "origin": None if slot is None else slot.origin})
+        return out
 
     def health(self) -> dict[str, Any]:
         models = {}
