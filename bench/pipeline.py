@@ -30,9 +30,11 @@ import warnings
 from datetime import datetime
 from pathlib import Path
 
-from tests.support.standalone import standalone
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the test/bench helpers live in tests/support, not the package
+
+from tests.support.standalone import standalone  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 PARSE = """
