@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from forecastflow import storage
+from forecastflow.serving.folder import ServingFolder
 from forecastflow.serving.schemas import (
     ForecastRequest,
     RequestError,
@@ -58,28 +59,25 @@ class Hub:
     _results: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _load_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    disk: ServingFolder = field(init=False)
 
     def __post_init__(self) -> None:
         # One lock per problem: a request waits only for its own model being read.
         self._load_locks = {problem: threading.Lock() for problem in self.problems}
-
-    # Loading ---------------------------------------------------------------------------
-
-    def pointer(self, problem: str) -> Path:
-        return self.folder / problem / "champion.json"
+        self.disk = ServingFolder(self.folder)
 
     def _write_pointer(self, slot: Slot) -> None:
-        """Remember ``slot`` as the champion to serve on the next start."""
-        storage.write_json({"version": slot.version, "family": slot.family,
-                            "metrics": slot.metrics}, self.pointer(slot.problem))
+        self.disk.write_pointer(slot.problem, slot.version, slot.family, slot.metrics)
 
-    def card_path(self, problem: str, version: str) -> Path:
-        return self.folder / problem / f"v{version}.json"
+    def _write_card(self, slot: Slot) -> None:
+        self.disk.write_card(slot.problem, slot.version, slot.model, slot.meta)
+
+    # Loading ---------------------------------------------------------------------------
 
     def load_cached(self) -> None:
         """Serve the last champions kept on disk (no registry round trip, no MLflow import)."""
         for problem in self.problems:
-            path = self.pointer(problem)
+            path = self.disk.pointer(problem)
             if not path.exists():
                 continue
             try:
@@ -106,7 +104,7 @@ class Hub:
                 if ref is None:
                     self.waiting.add(problem)
                     continue
-                folder = self.folder / problem / ref.version
+                folder = self.disk.version_dir(problem, ref.version)
                 if not folder.exists():
                     lookup.fetch(ref, folder, uri)
             except (lookup.LookupUnavailableError, OSError) as err:
@@ -121,7 +119,7 @@ class Hub:
                            metrics: dict[str, float], source: str) -> bool:
         """Serve ``version`` from the serving cache: from its card when there is one (the
         model is read later by :meth:`load_models`), else from the model itself."""
-        card = self._read_card(problem, version)
+        card = self.disk.read_card(problem, version)
         if card is not None:
             if family == "?":
                 family = str(card["meta"].get("family", "?"))
@@ -129,45 +127,13 @@ class Hub:
                                str(card["origin"]), time.time(), source, card["table"]))
             return True
         try:
-            model, meta = storage.read_pyfunc_dir(self.folder / problem / version)
+            model, meta = storage.read_pyfunc_dir(self.disk.version_dir(problem, version))
         except storage.ModelFolderError as err:
             self.errors[problem] = f"cached v{version}: {err}"
             log.error("%s: %s", problem, self.errors[problem])
             return False
         self._install(self._slot(problem, version, family, model, meta, metrics, source))
         return True
-
-    def _read_card(self, problem: str, version: str) -> dict[str, Any] | None:
-        """The version's serving card: logged with the model (``serving_card.json``) or, for
-        models registered without one, written by this server (``v<version>.json``)."""
-        path = self.card_path(problem, version)
-        try:
-            card = (storage.read_json(path) if path.exists()
-                    else storage.read_pyfunc_card(self.folder / problem / version))
-            if card is None:
-                return None
-            missing = sorted({"origin", "meta", "table"} - set(card))
-            if missing:
-                raise KeyError(f"missing {missing}")
-            if str(card.get("version", version)) != version:
-                raise ValueError(f"card is for version {card['version']}")
-        except (storage.ModelFolderError, OSError, ValueError, KeyError, TypeError) as err:
-            log.warning("%s: serving card of v%s unreadable (%s); reading the model",
-                        problem, version, err)
-            return None
-        return card
-
-    def _write_card(self, slot: Slot) -> None:
-        """Store a serving card for a model registered without one (a start-up shortcut:
-        failing to write it is logged, not raised)."""
-        from forecastflow.lifecycle.contract import ForecastRequestError, serving_card
-        from forecastflow.models.base import ModelError
-
-        try:
-            card = {"version": slot.version, **serving_card(slot.model, slot.meta)}
-            storage.write_json(card, self.card_path(slot.problem, slot.version), compact=True)
-        except (ForecastRequestError, ModelError, OSError) as err:
-            log.warning("%s: no serving card for v%s: %s", slot.problem, slot.version, err)
 
     def load_models(self) -> None:
         """After start-up (background): read the models of slots answering from their card
@@ -177,7 +143,7 @@ class Hub:
             from_card = self.slots[problem].model is None  # installed from its card
             slot = self._attach_model(problem)
             if not from_card and slot is not None and slot.model is not None and (
-                    self._read_card(problem, slot.version) is None):
+                    self.disk.read_card(problem, slot.version) is None):
                 self._write_card(slot)
 
     def _attach_model(self, problem: str) -> Slot | None:
@@ -187,7 +153,7 @@ class Hub:
             if slot is None or slot.model is not None:
                 return slot
             try:
-                model, _ = storage.read_pyfunc_dir(self.folder / problem / slot.version)
+                model, _ = storage.read_pyfunc_dir(self.disk.version_dir(problem, slot.version))
             except storage.ModelFolderError as err:
                 self.errors[problem] = (f"cached v{slot.version}: {err}; exog-free requests "
                                         "are answered from its stored forecast table")
@@ -237,7 +203,7 @@ class Hub:
                 family = current.tags.get("family", meta.get("family", "?"))
                 new = self._slot(problem, version, family, model, meta, metrics, "registry")
                 self._install(new)
-            if self._read_card(problem, version) is None:
+            if self.disk.read_card(problem, version) is None:
                 self._write_card(new)
             self._write_pointer(new)
             self.errors.pop(problem, None)
