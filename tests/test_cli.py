@@ -129,13 +129,18 @@ def test_make_targets_run_the_library_commands():
     """No state path in the Makefile: its targets call the commands above, and
     `make STATE=dir` is FORECASTFLOW_HOME=dir."""
     root = Path(cli.repo_root())
-    plan = subprocess.run(["make", "-n", "mlflow-ui", "airflow-ui", "serve"], cwd=root,
-                          capture_output=True, text=True, check=True).stdout
+    plan = subprocess.run(["make", "--no-print-directory", "-n", "mlflow-ui", "airflow-ui",
+                           "serve"], cwd=root, capture_output=True, text=True, check=True,
+                          env={k: v for k, v in os.environ.items()
+                               if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}).stdout
     assert "forecastflow mlflow-ui" in plan and "forecastflow airflow-ui" in plan
     assert "forecastflow serve" in plan
     assert "sqlite:" not in plan and "AIRFLOW_HOME" not in plan and ".forecastflow" not in plan
-    probe = ["make", "--eval", "probe: ; @echo \"[$$FORECASTFLOW_HOME]\"", "probe"]
-    env = {k: v for k, v in os.environ.items() if k != "FORECASTFLOW_HOME"}
+    probe = ["make", "--no-print-directory", "--eval",
+             "probe: ; @echo \"[$$FORECASTFLOW_HOME]\"", "probe"]
+    # Under `make test` the parent make's flags would leak in (and print directories).
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FORECASTFLOW_HOME", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     out = subprocess.run([*probe, "STATE=elsewhere"], cwd=root, env=env, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == f"[{root / 'elsewhere'}]"
