@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecastflow.data import sources as ingest
+from forecastflow.data import sources
 from forecastflow.data.sources import SUPPORTED_SCHEMES, SourceError, read_source, scheme_of
 
 
@@ -181,6 +181,40 @@ def test_new_scheme_registers_a_reader(table: pd.DataFrame, monkeypatch: pytest.
         seen.append(uri)
         return table
 
-    monkeypatch.setitem(ingest.READERS, "memory", reader)
+    monkeypatch.setitem(sources.READERS, "memory", reader)
     assert read_source("memory://sales") is table
     assert seen == ["memory://sales"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet"])
+def test_ids_that_look_numeric_stay_text(tmp_path: Path, fmt: str):
+    """Store codes ``1`` and ``01`` are two series: ids are read as text from every format
+    (Parquet stores them as numbers when the writer did: they become their text)."""
+    ids = ["1", "01", "1", "01"] if fmt != "parquet" else [1, 2, 1, 2]
+    frame = pd.DataFrame({"store": ids, "date": ["2024-01-01", "2024-01-01", "2024-02-01",
+                                                 "2024-02-01"], "y": [1.0, 2.0, 3.0, 4.0]})
+    path = tmp_path / f"sales.{fmt}"
+    if fmt == "parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    raw = read_source(str(path), ["store"])
+    expected = ["1", "01", "1", "01"] if fmt != "parquet" else ["1", "2", "1", "2"]
+    assert raw["store"].tolist() == expected
+    assert read_source(str(path))["y"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_panel_with_ids_1_and_01_validates_as_two_series(tmp_path: Path):
+    from forecastflow.data.problem import parse_problem
+    from forecastflow.data.validation import load_data
+
+    dates = pd.date_range("2020-01-01", periods=48, freq="MS").strftime("%Y-%m-%d")
+    rows = [{"store": sid, "date": d, "y": float(i + k)} for k, sid in enumerate(["1", "01"])
+            for i, d in enumerate(dates)]
+    path = tmp_path / "stores.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    problem = parse_problem({"name": "stores", "source": str(path), "time_column": "date",
+                             "target": "y", "id_column": "store", "frequency": "MS",
+                             "horizon": 3, "models": [{"family": "naive"}]})
+    data = load_data(problem)
+    assert sorted(data.series_ids) == ["01", "1"]

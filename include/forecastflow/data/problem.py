@@ -229,6 +229,11 @@ class ProblemConfig(_Strict):
         return self.id_column is not None
 
     @property
+    def id_columns(self) -> tuple[str, ...]:
+        """Columns read as text whatever they look like (the series id)."""
+        return (self.id_column,) if self.id_column else ()
+
+    @property
     def is_multivariate(self) -> bool:
         return len(self.target) > 1
 

@@ -341,4 +341,4 @@ def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> Ser
     """Read the problem's source and validate it, keeping data at or before ``cutoff``."""
     from forecastflow.data.sources import read_source
 
-    return validate(read_source(problem.source), problem, cutoff=cutoff)
+    return validate(read_source(problem.source, problem.id_columns), problem, cutoff=cutoff)

@@ -49,7 +49,7 @@ def ingest(ctx: Context) -> dict[str, Any]:
     from forecastflow.data.sources import read_source
 
     problem = effective_problem(ctx)
-    raw = read_source(problem.source)
+    raw = read_source(problem.source, problem.id_columns)
     path = storage.write_frame(raw, run_dir(ctx) / "raw.parquet")
     parent = parent_run(ctx)
     tracking.log_run(parent, params={"source": problem.source})
