@@ -119,14 +119,11 @@ def airflow_env() -> dict[str, str]:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the training DAGs of the demo problems with `airflow dags test`."""
-    import os
     import subprocess
 
     from forecastflow.lifecycle.tracking import tracking_uri
 
-    # What the user set (MLflow's client later exports MLFLOW_TRACKING_URI in this process).
-    given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
-             if os.environ.get(key)}
+    given = user_locations()  # before MLflow's client exports MLFLOW_TRACKING_URI in-process
     env = airflow_env()
     airflow = str(Path(sys.executable).parent / "airflow")
     print(f"Airflow home: {env['AIRFLOW_HOME']} (SQLite); MLflow: {tracking_uri()}",
@@ -155,16 +152,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def user_locations() -> dict[str, str]:
+    """``FORECASTFLOW_HOME`` and ``MLFLOW_TRACKING_URI`` as the user set them."""
+    import os
+
+    return {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
+            if os.environ.get(key)}
+
+
 def ui_hints(airflow_home: str, given: dict[str, str] | None = None) -> str:
     """Where to look next, as commands that open this run's state folder and MLflow store:
     ``FORECASTFLOW_HOME`` and ``MLFLOW_TRACKING_URI``, when set, are part of the command."""
-    import os
     import shlex
 
     from forecastflow.lifecycle.tracking import mlflow_ui_command, tracking_uri
 
-    given = {key: os.environ[key] for key in ("FORECASTFLOW_HOME", "MLFLOW_TRACKING_URI")
-             if os.environ.get(key)} if given is None else given
+    given = user_locations() if given is None else given
     prefix = "".join(f"{key}={shlex.quote(value)} " for key, value in given.items())
     mlflow_ui = (f"{prefix}make mlflow-ui -> http://localhost:5000  (store {tracking_uri()})"
                  if mlflow_ui_command() else f"{tracking_uri()}  (the tracking server's UI)")

@@ -7,6 +7,7 @@ A problem is one YAML file. :func:`load_problem` validates it with pydantic and 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -354,6 +355,19 @@ def problem_dirs() -> list[Path]:
         if entry.strip():
             dirs.append(Path(entry.strip()).expanduser())
     return dirs
+
+
+def read_declaration(path: Path) -> dict[str, Any]:
+    """A problem file's YAML as a mapping whose ``name`` matches :data:`NAME_PATTERN` and the
+    file name; PyYAML only (DAG parsing and serving start-up read it). Raises ``ValueError``
+    (or ``OSError`` / ``yaml.YAMLError``) naming the file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping")
+    name = str(data.get("name", ""))
+    if not re.match(NAME_PATTERN, name) or name != path.stem:
+        raise ValueError(f"{path}: name {name!r} must match {NAME_PATTERN} and the file name")
+    return data
 
 
 def problem_files(dirs: list[Path] | None = None) -> list[Path]:

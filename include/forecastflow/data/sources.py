@@ -49,7 +49,7 @@ def _read_file(uri: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     raise SourceError(f"source file {str(path)!r}: unsupported format {suffix!r} (csv, parquet)")
 
 
-def _read_dataset(uri: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_dataset(uri: str) -> pd.DataFrame:
     from forecastflow.data.datasets import DatasetNotFoundError, load_dataset
 
     parsed = urlparse(uri)

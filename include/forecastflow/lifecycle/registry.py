@@ -182,20 +182,25 @@ def alias_version(name: str, alias: str) -> Any | None:
 NOISE = 1e-6
 
 
+def _noise(target: float, noise: float = NOISE) -> float:
+    """The smallest difference from ``target`` that is not float rounding."""
+    return noise * max(abs(target), 1e-12)
+
+
 def better(score: float, target: float, noise: float = NOISE) -> bool:
     """Whether ``score`` is lower than ``target`` by more than numerical noise."""
     if not math.isfinite(score):
         return False
     if not math.isfinite(target):
         return True
-    return score < target - noise * max(abs(target), 1e-12)
+    return score < target - _noise(target, noise)
 
 
 def _compare(score: float, target: float, what: str) -> tuple[bool, str]:
     if better(score, target):
         return True, f"challenger {score:.4f} < {what} {target:.4f}"
-    if math.isfinite(score) and math.isfinite(target) and abs(score - target) <= NOISE * max(
-            abs(target), 1e-12):
+    if math.isfinite(score) and math.isfinite(target) and abs(score - target) <= _noise(
+            target):
         return False, (f"challenger {score:.6g} ties {what} {target:.6g} (within numerical "
                        f"noise, relative {NOISE:g})")
     return False, f"challenger {score:.4f} >= {what} {target:.4f}"

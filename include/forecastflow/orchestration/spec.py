@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from forecastflow.data.problem import NAME_PATTERN, problem_files
+from forecastflow.data.problem import problem_files, read_declaration
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +85,8 @@ class DagSpec:
 
 
 def read_spec(path: Path) -> DagSpec:
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    name = str(data.get("name", ""))
-    if not re.match(NAME_PATTERN, name) or name != path.stem:
-        raise ValueError(f"{path}: name {name!r} must match {NAME_PATTERN} and the file name")
+    data = read_declaration(path)
+    name = str(data["name"])
     horizon = int(data["horizon"])
     families = [str(m["family"]) for m in data.get("models") or []]
     backtest = data.get("backtest") or {}

@@ -214,17 +214,14 @@ def discover_problems() -> list[str]:
     """Names of the declared problems whose YAML reads and names itself like its file."""
     import yaml
 
-    from forecastflow.data.problem import problem_files
+    from forecastflow.data.problem import problem_files, read_declaration
 
     names = []
     for path in problem_files():
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as err:
+            names.append(str(read_declaration(path)["name"]))
+        except (OSError, ValueError, yaml.YAMLError) as err:
             log.error("skipping problem file %s: %s", path, err)
-            continue
-        if isinstance(data, dict) and data.get("name") == path.stem:
-            names.append(path.stem)
     return names
 
 
