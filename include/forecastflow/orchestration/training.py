@@ -239,6 +239,7 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
     the same model (family, params, transform), horizon and code: the retrain is a no-op."""
     from forecastflow.data.series import SeriesData
     from forecastflow.lifecycle import registry
+    from forecastflow.lifecycle.contract import model_meta
 
     validated, selected = fitted["run"], fitted["selected"]
     problem = effective_problem(ctx)
@@ -257,8 +258,13 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
     out = {"model": problem.name, "evaluated": {k: v for k, v in evaluated.items()
                                                 if k != "run"}, "run": validated}
     parent = validated["parent_run_id"]
-    same = (None if registry.registered_version(problem.name, parent)
-            else registry.unchanged_champion(problem.name, tags))
+    existing = registry.registered_version(problem.name, parent)
+    if existing:  # a retried task: this DAG run's version is registered already
+        log.info("model %s: run %s already registered as version %s", problem.name, parent,
+                 existing)
+        tracking.log_run(parent, tags={"model_version": existing})
+        return {**out, "version": existing}
+    same = registry.unchanged_champion(problem.name, tags)
     if same is not None:
         log.info("model %s: not registered, %s", problem.name, same["reason"])
         tracking.log_run(parent, tags={"model_version": same["version"],
@@ -266,8 +272,6 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
         return {**out, "version": same["version"], "unchanged": same["reason"]}
     data = SeriesData.load(validated["data"])
     model = storage.read_model(fitted["model"])
-    from forecastflow.lifecycle.contract import model_meta
-
     meta = model_meta(problem, data, model, selected)
     version = registry.register(problem.name, parent, Path(fitted["model"]), meta, tags)
     tracking.log_run(parent, tags={"model_version": version})
