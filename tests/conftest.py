@@ -13,6 +13,12 @@ import pytest
 from forecastflow.data.problem import ProblemConfig, parse_problem
 from forecastflow.data.series import DATE, SERIES, SeriesData
 from forecastflow.models import FAMILIES, Forecaster, build_model
+from tests.support.services import (  # noqa: F401 - fixtures for every test folder
+    mariadb_url,
+    postgres_url,
+    s3,
+    s3_endpoint,
+)
 
 # Small settings per family so that every fit takes a fraction of a second.
 FAST_PARAMS: dict[str, dict[str, Any]] = {

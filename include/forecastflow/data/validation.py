@@ -338,7 +338,8 @@ def validate(
 
 
 def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> SeriesData:
-    """Read the problem's source and validate it, keeping data at or before ``cutoff``."""
-    from forecastflow.data.sources import read_source
+    """Read the problem's source and validate it, keeping data at or before ``cutoff`` (a
+    database source filters those rows itself)."""
+    from forecastflow.data.sources import read_problem
 
-    return validate(read_source(problem.source, problem.id_columns), problem, cutoff=cutoff)
+    return validate(read_problem(problem, cutoff).frame, problem, cutoff=cutoff)
