@@ -14,10 +14,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "include" / "forecastflow"
 
-FOUNDATION = {"forecastflow.errors", "forecastflow.storage"}
+FOUNDATION = {"forecastflow.errors", "forecastflow.storage", "forecastflow.connections"}
 CORE = {"forecastflow.data", "forecastflow.models", "forecastflow.evaluation"}
 # What each layer may import from the package (besides itself and the foundation).
 ALLOWED = {
+    "forecastflow.connections": {"forecastflow.errors"},
     "forecastflow.data": {"forecastflow.models"},  # problem.py checks family names, lazily
     "forecastflow.models": {"forecastflow.data"},
     "forecastflow.evaluation": {"forecastflow.data", "forecastflow.models"},
@@ -28,6 +29,7 @@ ALLOWED = {
 FORBIDDEN_LIBRARIES = {
     "forecastflow.errors": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
     "forecastflow.storage": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
+    "forecastflow.connections": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
     **{layer: {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"} for layer in CORE},
     "forecastflow.lifecycle": {"airflow", "fastapi", "uvicorn", "starlette"},
     "forecastflow.orchestration": {"fastapi", "uvicorn", "starlette"},

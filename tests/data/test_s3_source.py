@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 from typing import Any
 
 import pandas as pd
@@ -73,9 +74,9 @@ def test_endpoint_and_credentials_from_an_airflow_connection(
         s3: Any, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch):
     put_csv(s3, "x.csv", month("2024-01-01", ["a"], [1.0]))
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    monkeypatch.setenv("AIRFLOW_CONN_CRM_S3", '{"conn_type": "aws", "login": "testing", '
-                       '"password": "testing", "extra": {"endpoint_url": "%s", '
-                       '"region_name": "us-east-1"}}' % s3_endpoint)
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_S3", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"}}))
     got = read(f"s3://{s3.bucket}/x.csv", SourceOptions(aws_conn_id="crm_s3"))
     assert len(got.frame) == 1 and got.lineage["endpoint"] == s3_endpoint
 
@@ -128,9 +129,9 @@ def test_wrong_credentials(s3: Any, monkeypatch: pytest.MonkeyPatch):
     """moto accepts any key unless told otherwise: a bucket policy denying everyone stands in
     for missing permissions."""
     put_csv(s3, "secret.csv", month("2024-01-01", ["a"], [1.0]))
-    policy = ('{"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Principal": "*", '
-              '"Action": "s3:*", "Resource": ["arn:aws:s3:::%s", "arn:aws:s3:::%s/*"]}]}'
-              % (s3.bucket, s3.bucket))
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{s3.bucket}", f"arn:aws:s3:::{s3.bucket}/*"]}]})
     s3.put_bucket_policy(Bucket=s3.bucket, Policy=policy)
     try:
         with pytest.raises(SourceError, match="access denied") as info:

@@ -1,5 +1,5 @@
-"""Forecast store and realized accuracy: partitions, idempotent writes, the join of stored
-forecasts with actuals, per-version and per-step metrics, and the retrain decision."""
+"""Realized accuracy: the join of stored forecasts with actuals, per-version and per-step
+metrics, and the retrain decision."""
 
 from __future__ import annotations
 
@@ -8,13 +8,6 @@ import pandas as pd
 import pytest
 
 from forecastflow.data.series import DATE, SERIES
-from forecastflow.lifecycle.forecast_store import (
-    ACCURACY,
-    FORECASTS,
-    ParquetForecastStore,
-    open_store,
-    run_key,
-)
 from forecastflow.orchestration import monitor
 
 
@@ -32,34 +25,6 @@ def stored(version: str, origin: str, dates: pd.DatetimeIndex, values: np.ndarra
 def history(n: int = 36) -> pd.DataFrame:
     index = pd.date_range("2020-01-01", periods=n, freq="MS", name=DATE)
     return pd.DataFrame({"y": 100.0 + np.arange(n, dtype=float)}, index=index)
-
-
-def test_store_partitions_are_replaced_not_appended(tmp_path):
-    store = ParquetForecastStore(tmp_path)
-    dates = pd.date_range("2023-01-01", periods=3, freq="MS")
-    first = stored("1", "2022-12-01", dates, np.ones(3), "k1")
-    path = store.write("p", "k1", FORECASTS, first)
-    assert "problem=p" in path and "run=k1" in path
-    store.write("p", "k1", FORECASTS, first)  # a re-run of the same interval
-    assert len(store.read("p", FORECASTS)) == 3
-    store.write("p", "k2", FORECASTS, first.assign(run_key="k2"))
-    assert store.runs("p") == ["k1", "k2"] and len(store.read("p", FORECASTS)) == 6
-    assert len(store.read("p", FORECASTS, "k2")) == 3
-    assert store.read("p", ACCURACY).empty and store.read("other", FORECASTS).empty
-    with pytest.raises(ValueError, match="unknown kind"):
-        store.write("p", "k1", "bogus", first)
-
-
-def test_run_key_and_store_selection(tmp_path, monkeypatch):
-    assert run_key("2026-01-01T00:00:00") == "2026-01-01T00-00-00"
-    with pytest.raises(ValueError, match="partition"):
-        run_key("a/b")
-    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FORECASTFLOW_FORECAST_STORE", raising=False)
-    assert open_store().root == tmp_path / "forecasts"
-    assert open_store(f"file://{tmp_path}/x").root == tmp_path / "x"
-    with pytest.raises(ValueError, match="only local folders"):
-        open_store("s3://bucket/forecasts")
 
 
 def test_realized_accuracy_per_version_and_step():

@@ -192,6 +192,17 @@ class ProblemConfig(_Strict):
             raise ValueError(str(err)) from None
         return value
 
+    @field_validator("forecast_store")
+    @classmethod
+    def _store_scheme(cls, value: str | None) -> str | None:
+        from forecastflow.data.sources import is_sql, scheme_of
+
+        if value and "://" in value and scheme_of(value) not in ("file", "s3") and not is_sql(
+                value):
+            raise ValueError(f"forecast_store {value!r}: use a folder, file://, s3:// or a "
+                             "database URL (sql://<connection id>, postgresql://...)")
+        return value
+
     @model_validator(mode="after")
     def _source_options(self) -> ProblemConfig:
         from forecastflow.data.sources import is_sql, scheme_of

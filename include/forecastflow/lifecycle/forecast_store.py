@@ -2,12 +2,14 @@
 
 The embedded default is Parquet files partitioned by problem and run under the state folder::
 
-    <state>/forecasts/problem=<name>/run=<key>/forecasts.parquet
-    <state>/forecasts/problem=<name>/run=<key>/accuracy.parquet
+    <state>/forecasts/problem=<name>/run=<key>/forecasts.parquet   (forecast_<p> runs)
+    <state>/forecasts/problem=<name>/run=<key>/realized.parquet    (those forecasts' actuals)
+    <state>/forecasts/problem=<name>/run=<key>/accuracy.parquet    (monitor_<p> runs)
 
 ``key`` is the data interval of the Airflow run that wrote it, so re-running a run overwrites
-its own partition and never duplicates rows. ``ForecastStore`` is the interface other
-back-ends (S3, PostgreSQL) implement; ``open_store()`` picks one from the environment.
+its own partition and never duplicates rows. The same layout lives in S3
+(:mod:`~forecastflow.lifecycle.s3_store`) and as tables in a SQL database
+(:mod:`~forecastflow.lifecycle.sql_store`); :func:`open_store` picks one from a URL.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import pandas as pd
 
 from forecastflow import storage
 
-FORECASTS, ACCURACY = "forecasts", "accuracy"
+FORECASTS, ACCURACY, REALIZED = "forecasts", "accuracy", "realized"
+KINDS = (FORECASTS, ACCURACY, REALIZED)
 _KEY = re.compile(r"^[A-Za-z0-9_.:+-]+$")
 
 
@@ -39,6 +42,12 @@ class ForecastStore(Protocol):
     def runs(self, problem: str) -> list[str]:
         """Run keys with stored forecasts, oldest first."""
         ...
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {list(KINDS)}")
+    return kind
 
 
 def run_key(cutoff: str) -> str:
@@ -59,9 +68,7 @@ class ParquetForecastStore:
         return f"ParquetForecastStore({str(self.root)!r})"
 
     def _path(self, problem: str, run_key: str, kind: str) -> Path:
-        if kind not in (FORECASTS, ACCURACY):
-            raise ValueError(f"unknown kind {kind!r}; expected {FORECASTS!r} or {ACCURACY!r}")
-        return self.root / f"problem={problem}" / f"run={run_key}" / f"{kind}.parquet"
+        return self.root / f"problem={problem}" / f"run={run_key}" / f"{check_kind(kind)}.parquet"
 
     def write(self, problem: str, run_key: str, kind: str, frame: pd.DataFrame) -> str:
         path = self._path(problem, run_key, kind)
@@ -86,14 +93,26 @@ class ParquetForecastStore:
 
 
 def open_store(url: str | None = None) -> ForecastStore:
-    """The store named by ``url`` or ``FORECASTFLOW_FORECAST_STORE`` (a local folder or a
-    ``file://`` URL); default ``<state>/forecasts``."""
+    """The store at ``url`` (a problem's ``forecast_store``), else ``FORECASTFLOW_FORECAST_STORE``,
+    else ``<state>/forecasts``: a local folder or ``file://`` URL, ``s3://bucket/prefix``
+    (boto3's credential chain and ``AWS_ENDPOINT_URL``), or a database (``sql://<connection
+    id>``, ``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``)."""
+    from forecastflow.data.sources import is_sql, scheme_of
+
     url = url or os.environ.get("FORECASTFLOW_FORECAST_STORE")
     if not url:
         return ParquetForecastStore(storage.state_dir() / "forecasts")
     if url.startswith("file://"):
         return ParquetForecastStore(url.removeprefix("file://"))
+    if url.startswith("s3://"):
+        from forecastflow.lifecycle.s3_store import S3ForecastStore
+
+        return S3ForecastStore(url)
+    if "://" in url and is_sql(url):
+        from forecastflow.lifecycle.sql_store import SqlForecastStore
+
+        return SqlForecastStore(url)
     if "://" in url:
-        raise ValueError(f"forecast store {url!r}: only local folders and file:// URLs are "
-                         "supported so far")
+        raise ValueError(f"forecast store {url!r}: unsupported scheme {scheme_of(url)!r}; use "
+                         "a folder, file://, s3:// or a database URL (sql://<connection id>)")
     return ParquetForecastStore(url)

@@ -9,6 +9,7 @@ task logs into the same run); one child run per trial.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
@@ -228,6 +229,22 @@ def log_artifacts(run_id: str, paths: list[Path], artifact_path: str | None = No
     for path in paths:
         retry(lambda p=path: mlflow_client.log_artifact(run_id, str(p), artifact_path),
               f"log artifact {path.name}")
+
+
+def lineage_tags(lineage: dict[str, Any]) -> dict[str, str]:
+    """A source's lineage record as ``source.*`` run tags: scalars as they are, S3 objects as
+    ``key@etag`` (with ``#version`` when the bucket keeps versions)."""
+    tags = {f"source.{key}": str(value) for key, value in lineage.items()
+            if value is not None and not isinstance(value, (list, dict))}
+    objects = lineage.get("objects") or []
+    if objects:
+        tags["source.n_objects"] = str(len(objects))
+        tags["source.objects"] = ", ".join(
+            f"{o['key']}@{o['etag']}" + (f"#{o['version_id']}" if o.get("version_id") else "")
+            for o in objects)[:5000]
+    if lineage.get("query_params"):
+        tags["source.query_params"] = json.dumps(lineage["query_params"], sort_keys=True)
+    return tags
 
 
 def metric_names(metrics: dict[str, float], prefix: str = METRIC_PREFIX) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow import storage
+from forecastflow import connections, storage
 from forecastflow.data.problem import ProblemConfig, find_problem
 from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.constants import LINK_KEY
@@ -35,6 +35,7 @@ def from_airflow() -> Context:
     without one, such as asset-triggered runs, use their logical date or run-after time)."""
     from airflow.sdk import get_current_context
 
+    connections.register_resolver(airflow_connection)
     context = get_current_context()
     run = context["dag_run"]
     cutoff = (context.get("data_interval_end") or context.get("logical_date")
@@ -45,6 +46,21 @@ def from_airflow() -> Context:
                       params=dict(context["params"]))
     ctx["created_at"] = str(getattr(run, "start_date", None) or run.run_after)
     return ctx
+
+
+def airflow_connection(conn_id: str) -> connections.Connection | None:
+    """An Airflow connection (metadata database, secrets backends) for sources and stores;
+    None when Airflow has no such id."""
+    from airflow.sdk import Connection
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        found = Connection.get(conn_id)
+    except AirflowNotFoundException:
+        return None
+    return connections.Connection(conn_id, found.conn_type or "", found.host, found.port,
+                                  found.login, found.password, found.schema,
+                                  dict(found.extra_dejson))
 
 
 def effective_problem(ctx: Context) -> ProblemConfig:

@@ -14,6 +14,9 @@ plot of the latest history with the forecast and its interval band goes to MLflo
 from __future__ import annotations
 
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +71,7 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
                        cutoff=pd.Timestamp(ctx["cutoff"]),
                        created_at=pd.Timestamp(ctx["created_at"]), run_key=key,
                        exog_scenario="held_last" if meta.get("exog") else "none")
-    location = open_store().write(name, key, FORECASTS, rows)
+    location = open_store(problem.forecast_store).write(name, key, FORECASTS, rows)
     log.info("forecast %s: champion v%s (%s) trained up to %s, forecasting from %s (%s), "
              "%d steps x %d series/targets -> %s", name, current["version"], current["family"],
              trained_to.date(), origin.date(), origin_from, horizon,
@@ -78,21 +81,32 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
         run_name=f"{ctx['dag_id']} {ctx['run_id']}",
         tags={"dag_id": ctx["dag_id"], "model_version": current["version"],
               "data_cutoff": ctx["cutoff"]})
-    folder = Path(location).parent
     history = None if data is None else data.y
-    plot = plot_forecast_rows(name, rows, history, float(meta.get("coverage", 0.9)),
-                              f"champion v{current['version']} ({current['family']}), "
-                              f"from {origin.date()}", folder / "forecast.png")
-    csv = folder / "forecast.csv"
-    rows.to_csv(csv, index=False)
-    tracking.log_run(run_id, params={"model_version": current["version"],
-                                     "horizon": horizon, "family": current["family"]},
-                     tags={"origin": str(origin.date()), "store": location},
-                     status="FINISHED")
-    tracking.log_artifacts(run_id, [plot, csv], "forecast")
+    with artifact_folder(location) as folder:
+        plot = plot_forecast_rows(name, rows, history, float(meta.get("coverage", 0.9)),
+                                  f"champion v{current['version']} ({current['family']}), "
+                                  f"from {origin.date()}", folder / "forecast.png")
+        csv = folder / "forecast.csv"
+        rows.to_csv(csv, index=False)
+        tracking.log_run(run_id, params={"model_version": current["version"],
+                                         "horizon": horizon, "family": current["family"]},
+                         tags={"origin": str(origin.date()), "store": location},
+                         status="FINISHED")
+        tracking.log_artifacts(run_id, [plot, csv], "forecast")
     return {"problem": name, "store": location, "rows": len(rows), "run_key": key,
             "model_version": current["version"], "origin": str(origin),
             "parent_run_id": run_id}
+
+
+@contextmanager
+def artifact_folder(location: str) -> Iterator[Path]:
+    """Where the plot and CSV of a run are written before MLflow takes them: next to a local
+    partition, else a scratch folder of this task (removed afterwards)."""
+    if "://" not in location and Path(location).parent.is_dir():
+        yield Path(location).parent
+        return
+    with tempfile.TemporaryDirectory(prefix="forecastflow-") as scratch:
+        yield Path(scratch)
 
 
 def latest_data(problem: Any, ctx: dict[str, Any]) -> Any | None:

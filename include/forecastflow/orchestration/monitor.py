@@ -19,7 +19,14 @@ import pandas as pd
 
 from forecastflow.data.series import DATE, SERIES
 from forecastflow.lifecycle import tracking
-from forecastflow.lifecycle.forecast_store import ACCURACY, FORECASTS, open_store, run_key
+from forecastflow.lifecycle.forecast_store import (
+    ACCURACY,
+    FORECASTS,
+    REALIZED,
+    ForecastStore,
+    open_store,
+    run_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ def bad_input() -> tuple[type[Exception], ...]:
     return (DataValidationError,)
 
 KEYS = ["model_version", "origin", SERIES, "target", DATE]
+REALIZED_COLUMNS = [*KEYS, "step", "forecast", "lower", "upper", "actual", "error", "scaled",
+                    "inside"]
 
 
 def actuals_long(y: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +147,7 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
 
     problem = find_problem(ctx["problem"])
     name = problem.name
-    store = open_store()
+    store = open_store(problem.forecast_store)
     forecasts = store.read(name, FORECASTS)
     if forecasts.empty:
         log.info("monitor %s: no stored forecasts yet (run forecast_%s first)", name, name)
@@ -153,6 +162,7 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
                              problem.monitoring.min_points)
     key = run_key(ctx["cutoff"])
     location = None
+    realized = store_realized(store, name, points, pd.Timestamp(ctx["cutoff"]))
     if not summary.empty:
         location = store.write(name, key, ACCURACY, summary.assign(
             cutoff=pd.Timestamp(ctx["cutoff"]), run_key=key))
@@ -161,7 +171,35 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
                  summary.to_string(index=False))
     log.info("monitor %s: %d forecast point(s) with actuals; %s", name, len(points), reason)
     return {"problem": name, "retrain": retrain, "reason": reason, "points": len(points),
-            "champion": champion, "accuracy": location}
+            "champion": champion, "accuracy": location, "realized_partitions": realized}
+
+
+def store_realized(store: ForecastStore, name: str, points: pd.DataFrame,
+                   as_of: pd.Timestamp) -> int:
+    """Each forecast partition's points that have an actual (forecast, actual, error per
+    series and period), stored next to its forecasts: one row per forecast point, never
+    counted twice across monitor runs. A partition is rewritten only when its points
+    changed, and never by a run older than the one that wrote it. Returns how many were."""
+    stored = store.read(name, REALIZED)
+    before: dict[str, tuple[int, float, pd.Timestamp]] = {}
+    if not stored.empty:
+        for key, group in stored.groupby("run_key"):
+            before[str(key)] = (len(group), float(group["actual"].sum()),
+                                pd.Timestamp(group["as_of"].max()))
+    written = 0
+    for key in store.runs(name):
+        rows = points.loc[points["run_key"] == key, REALIZED_COLUMNS] if len(points) else \
+            pd.DataFrame(columns=REALIZED_COLUMNS)
+        n, total, when = before.get(key, (0, 0.0, None))
+        if when is not None and when > as_of:
+            continue  # a later monitor run wrote these points
+        if len(rows) == n and math.isclose(float(rows["actual"].sum()), total):
+            continue  # unchanged (or still empty)
+        store.write(name, key, REALIZED, rows.assign(as_of=as_of))
+        written += 1
+    if written:
+        log.info("monitor %s: realized points of %d forecast run(s) stored", name, written)
+    return written
 
 
 def log_to_mlflow(problem: str, summary: pd.DataFrame, ctx: dict[str, Any]) -> None:

@@ -38,23 +38,31 @@ log = logging.getLogger(__name__)
 def bad_input() -> tuple[type[Exception], ...]:
     """Errors that fail a training task without retries: the YAML or the data is wrong."""
     from forecastflow.data.problem import ProblemConfigError
+    from forecastflow.data.sources import SourceError
     from forecastflow.data.validation import DataValidationError
 
-    return DataValidationError, ProblemConfigError
+    return DataValidationError, ProblemConfigError, SourceError
 
 # Stages -----------------------------------------------------------------------------------
 
 def ingest(ctx: Context) -> dict[str, Any]:
-    """Read the source into the run folder."""
-    from forecastflow.data.sources import read_source
+    """Read the source (rows up to the run's cutoff) into the run folder, with its lineage:
+    what exactly was read (keys and ETags, SQL URL and query hash, row count)."""
+    from forecastflow.data.sources import read_problem
 
     problem = effective_problem(ctx)
-    raw = read_source(problem.source, problem.id_columns)
-    path = storage.write_frame(raw, run_dir(ctx) / "raw.parquet")
+    read = read_problem(problem, inclusive_cutoff(ctx))
+    folder = run_dir(ctx)
+    path = storage.write_frame(read.frame, folder / "raw.parquet")
+    lineage = storage.write_json(read.lineage, folder / "source.json")
     parent = parent_run(ctx)
-    tracking.log_run(parent, params={"source": problem.source})
-    log.info("ingested %d rows from %s into %s", len(raw), problem.source, path)
-    return {"raw": str(path), "rows": len(raw), "parent_run_id": parent}
+    tracking.log_run(parent, params={"source": problem.source},
+                     tags=tracking.lineage_tags(read.lineage))
+    tracking.log_artifacts(parent, [lineage], "inputs")
+    log.info("ingested %d rows from %s into %s; lineage %s", len(read.frame), problem.source,
+             path, json.dumps(read.lineage, default=str)[:2000])
+    return {"raw": str(path), "rows": len(read.frame), "source": str(lineage),
+            "parent_run_id": parent}
 
 
 def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +88,7 @@ def validate(ctx: Context, ingested: dict[str, Any]) -> dict[str, Any]:
             "n_series": max(len(data.series_ids), 1), "rows": len(data.y),
             "start": str(dates.min().date()), "end": str(dates.max().date()),
             "freq": data.freq, "season": data.season, "dropped": data.dropped,
-            "parent_run_id": parent}
+            "source": ingested.get("source"), "parent_run_id": parent}
     tracking.log_run(parent, params={"data_fingerprint": info["fingerprint"],
                                      "data_start": info["start"], "data_end": info["end"],
                                      "n_series": info["n_series"], "frequency": data.freq},
@@ -254,7 +262,9 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
             "horizon": str(problem.horizon), "max_horizon": str(problem.horizon_limit),
             "asset": champion_asset_uri(problem.name),
             **{f"backtest_{k}": f"{v:.6g}" for k, v in evaluated["metrics"].items()},
-            **{f"baseline_{k}": f"{v:.6g}" for k, v in evaluated["baseline"].items()}}
+            **{f"baseline_{k}": f"{v:.6g}" for k, v in evaluated["baseline"].items()},
+            **(tracking.lineage_tags(storage.read_json(validated["source"]))
+               if validated.get("source") else {})}
     out = {"model": problem.name, "evaluated": {k: v for k, v in evaluated.items()
                                                 if k != "run"}, "run": validated}
     parent = validated["parent_run_id"]
