@@ -14,7 +14,7 @@ ifeq ($(origin STATE),command line)
 export FORECASTFLOW_HOME := $(abspath $(STATE))
 endif
 
-.PHONY: demo library-demo test install lint bench airflow-ui mlflow-ui serve clean
+.PHONY: demo demo-sources library-demo test install lint bench airflow-ui mlflow-ui serve clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -30,6 +30,11 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/forecastflow demo
+
+# The shop panel into PostgreSQL (database forecastflow_demo) and S3 (AWS_ENDPOINT_URL), for
+# the demo problems shop_sales_sql and shop_sales_s3: `forecastflow demo shop_sales_sql`.
+demo-sources: install
+	$(BIN)/forecastflow demo-sources
 
 # The same search, backtest and fit as a plain library run (no Airflow, no MLflow).
 library-demo: install

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 from forecastflow.data.problem import ProblemConfigError, find_problem, load_problem, problem_files
+from forecastflow.data.sources import SourceUnavailableError
+from forecastflow.demo_sources import DEFAULT_S3, DEFAULT_SQL
 from forecastflow.errors import UserInputError
 
 DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
@@ -148,6 +150,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nBatch forecasts (Parquet, partitioned by problem and run): {store}")
     for part in sorted(store.glob("problem=*/run=*/forecasts.parquet")):
         print(f"  {part.relative_to(store)}  (+ forecast.png)")
+    for name in args.problems or list(DEMO_PROBLEMS):
+        declared = find_problem(name).forecast_store
+        if declared:
+            print(f"  {name}: in its own store {declared}")
     print(ui_hints(env["AIRFLOW_HOME"], given))
     return 1 if failed else 0
 
@@ -259,6 +265,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo_sources(args: argparse.Namespace) -> int:
+    """Load the shop panel into the demo database table and S3 prefix."""
+    from forecastflow.demo_sources import TABLE, seed
+
+    done = seed(None if args.no_sql else args.sql, None if args.no_s3 else args.s3)
+    if "sql" in done:
+        print(f"SQL: {args.sql} table {TABLE}: {done['sql']}"
+              + (" rows" if isinstance(done["sql"], int) else ""))
+    if "s3" in done:
+        print(f"S3:  {args.s3}: {done['s3']}" + (" monthly objects" if isinstance(
+            done["s3"], int) else ""))
+    print("Then: forecastflow demo shop_sales_sql shop_sales_s3")
+    return 0 if all(isinstance(v, int) for v in done.values()) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="forecastflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
@@ -276,6 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the demo problems' training DAGs with Airflow")
     demo.add_argument("problems", nargs="*", help=f"problem names (default {DEMO_PROBLEMS})")
     demo.set_defaults(func=cmd_demo)
+    seed = sub.add_parser("demo-sources", help="load the shop panel into PostgreSQL and S3 "
+                          "for the demo problems shop_sales_sql and shop_sales_s3")
+    seed.add_argument("--sql", default=DEFAULT_SQL, help=f"database URL (default {DEFAULT_SQL})")
+    seed.add_argument("--s3", default=DEFAULT_S3, help=f"S3 prefix (default {DEFAULT_S3}; "
+                      "endpoint from AWS_ENDPOINT_URL)")
+    seed.add_argument("--no-sql", action="store_true", help="skip the database")
+    seed.add_argument("--no-s3", action="store_true", help="skip S3")
+    seed.set_defaults(func=cmd_demo_sources)
     sub.add_parser("champions", help="champion model of every problem").set_defaults(
         func=cmd_champions)
     back = sub.add_parser("rollback", help="move a problem's champion back to 'previous'")
@@ -304,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserInputError as err:  # a YAML, data source or model setting; named in err
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SourceUnavailableError as err:  # a database or endpoint down; named in err
+        print(f"error: {err}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -70,3 +70,31 @@ def test_panels_and_no_actuals_yet():
     later = pd.concat(frames)
     points = monitor.matched_points(fc.assign(**{DATE: pd.Timestamp("2022-05-01")}), later, 12)
     assert set(points[SERIES]) == {"a", "b"}
+
+
+def test_realized_points_are_stored_per_forecast_run_once(tmp_path):
+    """Each forecast partition gets its points with actuals (forecast, actual, error per
+    series and period); a point stored by two forecast runs counts once (the later run);
+    an unchanged partition is not rewritten and an older monitor run never overwrites a
+    newer one's rows."""
+    from forecastflow.lifecycle.forecast_store import FORECASTS, REALIZED, ParquetForecastStore
+
+    store = ParquetForecastStore(tmp_path)
+    y = history(36)
+    dates = pd.date_range("2022-01-01", periods=3, freq="MS")
+    first = stored("1", "2021-12-01", dates, y.loc[dates, "y"].to_numpy() + 1.0, "k1")
+    again = first.assign(run_key="k2")  # the same forecast, stored by a later run
+    for key, frame in (("k1", first), ("k2", again)):
+        store.write("p", key, FORECASTS, frame)
+    points = monitor.matched_points(store.read("p", FORECASTS), y.loc[:"2022-02-01"], 12)
+    june = pd.Timestamp("2022-06-01")
+    assert monitor.store_realized(store, "p", points, june) == 1  # k2 only; k1 stays empty
+    realized = store.read("p", REALIZED)
+    assert len(realized) == 2 and set(realized["run_key"]) == {"k2"}
+    assert realized["error"].tolist() == [-1.0, -1.0]
+    assert {SERIES, "target", DATE, "forecast", "actual", "error", "as_of"} <= set(realized)
+    assert monitor.store_realized(store, "p", points, june) == 0  # unchanged: no rewrite
+    more = monitor.matched_points(store.read("p", FORECASTS), y, 12)
+    assert monitor.store_realized(store, "p", more, pd.Timestamp("2022-05-01")) == 0  # older
+    assert monitor.store_realized(store, "p", more, june + pd.Timedelta(days=1)) == 1
+    assert len(store.read("p", REALIZED)) == 3

@@ -173,6 +173,20 @@ def read(uri: str, options: SourceOptions | None = None) -> SourceRead:
     return SourceRead(frame, lineage)
 
 
+def describe(lineage: dict[str, Any]) -> str:
+    """One line about what was read: the S3 keys' range, the table or query, the file."""
+    kind, rows = lineage.get("kind"), lineage.get("rows")
+    if kind == "s3":
+        keys = [o["key"] for o in lineage.get("objects", [])]
+        what = f"{len(keys)} object(s) {keys[0]}" + (f" .. {keys[-1]}" if len(keys) > 1 else "")
+        return f"{rows} rows from s3://{lineage['bucket']}: {what} at {lineage['endpoint']}"
+    if kind == "sql":
+        what = (f"table {lineage['table']}" if lineage.get("table")
+                else f"query sha256:{lineage['query_sha256']}")
+        return f"{rows} rows from {lineage['url']} {what}"
+    return f"{rows} rows from {lineage.get('path') or lineage.get('uri')}"
+
+
 def read_source(uri: str, text_columns: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
     """The raw table behind ``uri`` (a file, dataset or S3 source needing no options)."""
     return read(uri, SourceOptions(text_columns=tuple(text_columns))).frame

@@ -118,12 +118,21 @@ def _temporal(column: Any) -> bool:
         return False
 
 
+def _naive_utc(stamp: pd.Timestamp) -> datetime:
+    """A cutoff as databases compare it with DATE/TIMESTAMP columns: UTC without a zone, to
+    the microsecond (an inclusive cutoff 1 ns before midnight keeps that day's rows)."""
+    stamp = pd.Timestamp(stamp)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.floor("us").to_pydatetime()
+
+
 def _statement(conn: Any, options: SourceOptions, where: str,
                ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The SELECT to run, its bound parameters and what lineage records about it."""
     from sqlalchemy import MetaData, Table, select, text
 
-    cutoff = NO_CUTOFF if options.cutoff is None else options.cutoff.to_pydatetime()
+    cutoff = NO_CUTOFF if options.cutoff is None else _naive_utc(options.cutoff)
     if options.query:
         stmt = text(options.query)
         needed = set(stmt.compile().params)

@@ -147,6 +147,10 @@ def monitor(ctx: dict[str, Any]) -> dict[str, Any]:
 
     problem = find_problem(ctx["problem"])
     name = problem.name
+    if registry.alias_version(name, registry.CHAMPION) is None:
+        log.info("monitor %s: no champion yet (run train_%s first); nothing to score", name,
+                 name)
+        return {"problem": name, "retrain": False, "reason": "no champion yet", "points": 0}
     store = open_store(problem.forecast_store)
     forecasts = store.read(name, FORECASTS)
     if forecasts.empty:
@@ -195,7 +199,7 @@ def store_realized(store: ForecastStore, name: str, points: pd.DataFrame,
             continue  # a later monitor run wrote these points
         if len(rows) == n and math.isclose(float(rows["actual"].sum()), total):
             continue  # unchanged (or still empty)
-        store.write(name, key, REALIZED, rows.assign(as_of=as_of))
+        store.write(name, key, REALIZED, rows.assign(as_of=as_of, run_key=key))
         written += 1
     if written:
         log.info("monitor %s: realized points of %d forecast run(s) stored", name, written)

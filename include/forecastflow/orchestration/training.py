@@ -48,7 +48,7 @@ def bad_input() -> tuple[type[Exception], ...]:
 def ingest(ctx: Context) -> dict[str, Any]:
     """Read the source (rows up to the run's cutoff) into the run folder, with its lineage:
     what exactly was read (keys and ETags, SQL URL and query hash, row count)."""
-    from forecastflow.data.sources import read_problem
+    from forecastflow.data.sources import describe, read_problem
 
     problem = effective_problem(ctx)
     read = read_problem(problem, inclusive_cutoff(ctx))
@@ -59,8 +59,7 @@ def ingest(ctx: Context) -> dict[str, Any]:
     tracking.log_run(parent, params={"source": problem.source},
                      tags=tracking.lineage_tags(read.lineage))
     tracking.log_artifacts(parent, [lineage], "inputs")
-    log.info("ingested %d rows from %s into %s; lineage %s", len(read.frame), problem.source,
-             path, json.dumps(read.lineage, default=str)[:2000])
+    log.info("ingested %s into %s (lineage: %s)", describe(read.lineage), path, lineage)
     return {"raw": str(path), "rows": len(read.frame), "source": str(lineage),
             "parent_run_id": parent}
 
