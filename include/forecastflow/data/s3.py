@@ -9,8 +9,10 @@ boto3's own ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_S3``. Errors name the ``s3
 from __future__ import annotations
 
 import fnmatch
+import functools
 import io
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,7 +58,15 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 def client(endpoint_url: str | None = None, aws_conn_id: str | None = None) -> Any:
     """A boto3 S3 client with short connect timeouts and few retries (a wrong endpoint fails
-    in seconds, not minutes)."""
+    in seconds, not minutes); one per settings and AWS environment, reused (creating one
+    costs tens of milliseconds)."""
+    aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    return _client(endpoint_url, aws_conn_id, aws_env)
+
+
+@functools.lru_cache(maxsize=32)
+def _client(endpoint_url: str | None, aws_conn_id: str | None,
+            aws_env: tuple[tuple[str, str], ...]) -> Any:
     import boto3
     from botocore.config import Config
 

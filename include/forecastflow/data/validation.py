@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from forecastflow.data.panel_checks import clean_series
 from forecastflow.data.problem import ProblemConfig
 from forecastflow.data.series import DATE, SERIES, SeriesData
 from forecastflow.errors import UserInputError
@@ -231,9 +232,7 @@ def _check_values(sid: str | None, frame: pd.DataFrame, problem: ProblemConfig,
         if len(values) and values.nunique() == 1:
             issues.append(Issue("constant", f"constant at {values.iloc[0]!r}: no variance to "
                                 "model", column=col, series=sid))
-        if problem.transform in ("log", "log-diff") or any(
-            spec.transform in ("log", "log-diff") for spec in problem.models
-        ):
+        if _needs_positive(problem):
             bad = values[values <= 0]
             if len(bad):
                 issues.append(Issue("non_positive", f"log transform needs values > 0; "
@@ -268,7 +267,7 @@ def validate(
             raise DataValidationError(problem.name, [Issue(
                 "missing_id", f"{int(ids.isna().sum())} row(s) without an id, e.g. rows {rows}",
                 column=problem.id_column)])
-        values[SERIES] = ids.astype(str).to_numpy()
+        values[SERIES] = (ids if pd.api.types.is_string_dtype(ids) else ids.astype(str)).array
     else:
         values[SERIES] = "__single__"
     if cutoff is not None:
@@ -280,23 +279,70 @@ def validate(
             raise DataValidationError(problem.name, [Issue(
                 "empty", f"no rows at or before the cutoff {cutoff}", column=problem.time_column)])
     values = values.sort_index(kind="stable")
-    groups = dict(list(values.groupby(SERIES, sort=True)))
-
-    freq = problem.frequency
-    if freq is None:
-        first = next(iter(groups.values()))
-        freq = _infer_frequency(first.index.unique())
-        if freq is None:
-            raise DataValidationError(problem.name, [Issue(
-                "unknown_frequency", "cannot infer a regular frequency from the timestamps "
-                f"{_show(first.index[:_SHOW])}; declare `frequency` in the problem",
-                column=problem.time_column)])
-        log.info("problem %s: inferred frequency %s", problem.name, freq)
+    freq = problem.frequency or _inferred_frequency(values, problem)
     season = problem.seasonality(freq)
     end = values.index.max()
+    fast, slow = None, values
+    if problem.id_column:  # clean series in one pass; the rest one by one, with messages
+        fast, others = clean_series(values, [*problem.target, *problem.exog],
+                                    len(problem.target), freq, end,
+                                    problem.required_history(season), _needs_positive(problem))
+        slow = values[values[SERIES].isin(others)]
+    clean, dropped = _checked_series(slow, problem, freq, season, end)
+    n_series = int(values[SERIES].nunique())
+    if not clean and (fast is None or fast.empty):
+        raise DataValidationError(problem.name, [Issue(
+            "no_valid_series", f"all {n_series} series were dropped as invalid")])
+    if problem.id_column:
+        frame = fast if not clean else pd.concat(
+            [fast, pd.concat(clean, names=[SERIES, DATE])]).sort_index(level=SERIES,
+                                                                       sort_remaining=False)
+        frame = _first_series(frame, problem.series_limit)
+    else:
+        frame = clean["__single__"]
+        frame.index = pd.DatetimeIndex(frame.index, freq=freq, name=DATE)
+    y = frame[problem.target]
+    X = frame[problem.exog] if problem.exog else None
+    data = SeriesData(y, X, freq, season, dropped)
+    n_valid = len(frame.index.levels[0]) if problem.id_column else 1
+    log.info("problem %s: validated %d series, %d rows, freq %s, season %d%s", problem.name,
+             n_valid, len(frame), freq, season,
+             f", dropped {len(dropped)}" if dropped else "")
+    return data
 
+
+def _inferred_frequency(values: pd.DataFrame, problem: ProblemConfig) -> str:
+    """The frequency of the first series' timestamps, or a clear error."""
+    first = values[values[SERIES] == values[SERIES].min()]
+    freq = _infer_frequency(first.index.unique())
+    if freq is None:
+        raise DataValidationError(problem.name, [Issue(
+            "unknown_frequency", "cannot infer a regular frequency from the timestamps "
+            f"{_show(first.index[:_SHOW])}; declare `frequency` in the problem",
+            column=problem.time_column)])
+    log.info("problem %s: inferred frequency %s", problem.name, freq)
+    return freq
+
+
+def _needs_positive(problem: ProblemConfig) -> bool:
+    return problem.transform in ("log", "log-diff") or any(
+        spec.transform in ("log", "log-diff") for spec in problem.models)
+
+
+def _first_series(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """The first ``limit`` series (in id order) of a panel frame."""
+    ids = frame.index.get_level_values(SERIES)
+    if not limit or ids.nunique() <= limit:
+        return frame
+    return frame[ids.isin(ids.unique()[:limit])]
+
+
+def _checked_series(values: pd.DataFrame, problem: ProblemConfig, freq: str, season: int,
+                    end: pd.Timestamp) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Series checked one by one (regularized, gaps filled by the policy); raises with every
+    issue, or drops the invalid series when the problem says so."""
     clean, dropped, all_issues = {}, {}, []
-    for sid, frame in groups.items():
+    for sid, frame in values.groupby(SERIES, sort=True):
         frame = frame.drop(columns=SERIES)
         if problem.id_column and frame.index.max() < end:
             issue = Issue("stale_series", f"ends at {frame.index.max().date()} while the panel "
@@ -317,24 +363,7 @@ def validate(
         clean[sid] = frame
     if all_issues:
         raise DataValidationError(problem.name, all_issues)
-    if not clean:
-        raise DataValidationError(problem.name, [Issue(
-            "no_valid_series", f"all {len(groups)} series were dropped as invalid")])
-    if problem.series_limit and len(clean) > problem.series_limit:
-        clean = dict(list(clean.items())[: problem.series_limit])
-
-    if problem.id_column:
-        frame = pd.concat(clean, names=[SERIES, DATE])
-    else:
-        frame = clean["__single__"]
-        frame.index = pd.DatetimeIndex(frame.index, freq=freq, name=DATE)
-    y = frame[problem.target]
-    X = frame[problem.exog] if problem.exog else None
-    data = SeriesData(y, X, freq, season, dropped)
-    log.info("problem %s: validated %d series, %d rows, freq %s, season %d%s", problem.name,
-             max(len(clean), 1), len(frame), freq, season,
-             f", dropped {len(dropped)}" if dropped else "")
-    return data
+    return clean, dropped
 
 
 def load_data(problem: ProblemConfig, cutoff: pd.Timestamp | None = None) -> SeriesData:
