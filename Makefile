@@ -59,6 +59,7 @@ bench: install
 	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/sources.py
 
 clean:
 	rm -rf $(VENV) .forecastflow .pytest_cache .ruff_cache

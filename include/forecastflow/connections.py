@@ -98,7 +98,7 @@ def parse(conn_id: str, value: str) -> Connection:
                           json.loads(extra) if isinstance(extra, str) else dict(extra))
     parts = urlsplit(value)
     if not parts.scheme:
-        raise UserInputError(f"{env_name(conn_id)}={_masked(value)!r} has no scheme "
+        raise UserInputError(f"{env_name(conn_id)}={masked(value)!r} has no scheme "
                              "(postgresql://, mysql://, aws://, ...)")
     extra: dict[str, Any] = dict(parse_qsl(parts.query))
     if "__extra__" in extra:
@@ -110,8 +110,10 @@ def parse(conn_id: str, value: str) -> Connection:
                       unquote(parts.password) if parts.password else None, path, extra)
 
 
-def _masked(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+def masked(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``: for logs, tags and DAG docs."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not a URL (a Windows path, say)
+        return url
+    return url.replace(f":{password}@", ":***@", 1) if password else url

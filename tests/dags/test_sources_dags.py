@@ -17,7 +17,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from forecastflow.data import sql
-from tests.dags.conftest import base_env, dags_test
+from tests.dags.conftest import BIN, base_env, dags_test
 from tests.support.services import AWS_ENV
 
 pytestmark = pytest.mark.slow
@@ -61,8 +61,8 @@ def setup(migrated, tmp_path_factory, postgres_url: str, s3_endpoint: str):
     problems = root / "problems"
     problems.mkdir()
     query = "SELECT date, shop_id, sales FROM shops WHERE date <= :cutoff"
-    declared = {
-        "shops_pg": problem("shops_pg", {"source": postgres_url, "query": query,
+    declared = {  # the source by Airflow connection id, the store by URL
+        "shops_pg": problem("shops_pg", {"source": "sql://ff_shops", "query": query,
                                          "forecast_store": postgres_url}),
         "shops_s3": problem("shops_s3", {"source": f"s3://{bucket}/crm/sales/",
                                          "forecast_store": f"s3://{bucket}/forecasts"}),
@@ -71,6 +71,11 @@ def setup(migrated, tmp_path_factory, postgres_url: str, s3_endpoint: str):
         (problems / f"{name}.yaml").write_text(yaml.safe_dump(body))
     env = {**base_env(migrated, problems=problems, state=root / "state"), **AWS_ENV,
            "AWS_ENDPOINT_URL": s3_endpoint}
+    # A connection in Airflow's metadata database (not the environment): tasks resolve it.
+    subprocess.run([str(BIN / "airflow"), "connections", "delete", "ff_shops"], env=env,
+                   capture_output=True, check=False)
+    subprocess.run([str(BIN / "airflow"), "connections", "add", "ff_shops", "--conn-uri",
+                    postgres_url], env=env, capture_output=True, check=True, timeout=120)
     yield {"env": env, "engine": engine, "s3": s3, "bucket": bucket}
     engine.dispose()
 

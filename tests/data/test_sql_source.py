@@ -162,3 +162,24 @@ def test_sqlite_file(tmp_path):
     engine.dispose()
     got = read_problem(shop_problem(f"sqlite:///{path}"), cutoff=pd.Timestamp("2023-01-31"))
     assert sorted(got.frame["shop_id"]) == ["01", "1"]
+
+
+def test_passwords_never_reach_errors_or_dag_docs(mariadb_url: str, monkeypatch, tmp_path):
+    """MariaDB's root has no password here, so a URL with one is refused: the error, the
+    masked URL and the DAG docs' source show ``***``."""
+    import yaml
+
+    from forecastflow.connections import masked
+    from forecastflow.orchestration.spec import discover
+
+    secret = sql.database_url(mariadb_url).set(password="s3cret-pw").render_as_string(
+        hide_password=False)
+    with pytest.raises(SourceError) as info:
+        read(secret, SourceOptions(table="shops"))
+    assert "s3cret-pw" not in str(info.value) and "Access denied" in str(info.value)
+    assert masked(secret) == secret.replace("s3cret-pw", "***")
+    declared = shop_problem(secret).model_dump(mode="json", exclude_defaults=True)
+    (tmp_path / "pw.yaml").write_text(yaml.safe_dump({**declared, "name": "pw"}))
+    monkeypatch.setenv("FORECASTFLOW_PROBLEMS_DIR", str(tmp_path))
+    [spec] = [s for s in discover() if s.name == "pw"]
+    assert "s3cret-pw" not in spec.source and "***" in spec.source

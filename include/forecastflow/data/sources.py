@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
+from forecastflow.connections import masked
 from forecastflow.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -168,8 +169,8 @@ def read(uri: str, options: SourceOptions | None = None) -> SourceRead:
     for column in options.text_columns:  # formats with typed columns (Parquet, SQL, datasets)
         if column in frame.columns and not pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].map(lambda v: None if pd.isna(v) else str(v))
-    lineage = {"uri": uri, **lineage, "rows": len(frame)}
-    log.info("read %s: %d rows, columns %s", uri, len(frame), list(frame.columns))
+    lineage = {"uri": masked(uri), **lineage, "rows": len(frame)}
+    log.info("read %s: %d rows, columns %s", masked(uri), len(frame), list(frame.columns))
     return SourceRead(frame, lineage)
 
 

@@ -32,10 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def bad_input() -> tuple[type[Exception], ...]:
-    """Errors that fail the monitor task without retries: the data is wrong."""
+    """Errors that fail the monitor task without retries: the data or its source is wrong."""
+    from forecastflow.data.sources import SourceError
     from forecastflow.data.validation import DataValidationError
 
-    return (DataValidationError,)
+    return DataValidationError, SourceError
 
 KEYS = ["model_version", "origin", SERIES, "target", DATE]
 REALIZED_COLUMNS = [*KEYS, "step", "forecast", "lower", "upper", "actual", "error", "scaled",

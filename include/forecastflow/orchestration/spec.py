@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from forecastflow.connections import masked
 from forecastflow.data.problem import problem_files, read_declaration
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def read_spec(path: Path) -> DagSpec:
         schedule=data.get("schedule", "@daily"), horizon=horizon,
         max_horizon=int(data.get("max_horizon") or horizon), families=families,
         windows=int(backtest.get("windows", 3)), metric=str(data.get("metric", "mase")),
-        max_trials=int(data.get("max_trials", 20)), source=str(data.get("source", "")),
+        max_trials=int(data.get("max_trials", 20)), source=masked(str(data.get("source", ""))),
         tags=tags)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from forecastflow import storage
+from forecastflow.connections import masked
 from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.constants import MAX_SEARCH_TASKS, champion_asset_uri
 from forecastflow.orchestration.context import (  # noqa: F401 - the DAG files use them
@@ -56,7 +57,7 @@ def ingest(ctx: Context) -> dict[str, Any]:
     path = storage.write_frame(read.frame, folder / "raw.parquet")
     lineage = storage.write_json(read.lineage, folder / "source.json")
     parent = parent_run(ctx)
-    tracking.log_run(parent, params={"source": problem.source},
+    tracking.log_run(parent, params={"source": masked(problem.source)},
                      tags=tracking.lineage_tags(read.lineage))
     tracking.log_artifacts(parent, [lineage], "inputs")
     log.info("ingested %s into %s (lineage: %s)", describe(read.lineage), path, lineage)
