@@ -147,3 +147,33 @@ def test_make_targets_run_the_library_commands():
     out = subprocess.run(probe, cwd=root, env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_demo_sources_load_the_demo_problems_data(postgres_url, s3, capsys):
+    """`forecastflow demo-sources` fills a database table and an S3 prefix; the demo problems'
+    declarations then read them (pointed at this test's database and bucket)."""
+    from forecastflow.data.problem import find_problem
+    from forecastflow.data.validation import load_data
+
+    prefix = f"s3://{s3.bucket}/crm/sales/"
+    assert cli.main(["demo-sources", "--sql", postgres_url, "--s3", prefix]) == 0
+    out = capsys.readouterr().out
+    assert "table shop_sales: 8034 rows" in out and "187 monthly objects" in out
+    for name, source in (("shop_sales_sql", postgres_url), ("shop_sales_s3", prefix)):
+        declared = find_problem(name).model_copy(update={"source": source})
+        data = load_data(declared)
+        assert len(data.series_ids) == 34, name  # 46 cities, 12 dropped as in shop_sales
+
+
+def test_a_source_server_down_is_exit_3_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "down.yaml"
+    path.write_text(f"""name: down
+source: postgresql://postgres@127.0.0.1:{free_port()}/nowhere
+table: sales
+time_column: date
+target: y
+horizon: 3
+models: [{{family: naive}}]
+""")
+    assert cli.main(["validate", str(path)]) == 3
+    assert "database unreachable" in capsys.readouterr().err

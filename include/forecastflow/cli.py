@@ -8,9 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+from forecastflow.data.demo_sources import DEFAULT_S3, DEFAULT_SQL
 from forecastflow.data.problem import ProblemConfigError, find_problem, load_problem, problem_files
 from forecastflow.data.sources import SourceUnavailableError
-from forecastflow.demo_sources import DEFAULT_S3, DEFAULT_SQL
 from forecastflow.errors import UserInputError
 
 DEMO_PROBLEMS = ("us_macro", "shop_sales", "electricity_daily")
@@ -267,7 +267,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_demo_sources(args: argparse.Namespace) -> int:
     """Load the shop panel into the demo database table and S3 prefix."""
-    from forecastflow.demo_sources import TABLE, seed
+    from forecastflow.data.demo_sources import TABLE, seed
 
     done = seed(None if args.no_sql else args.sql, None if args.no_s3 else args.s3)
     if "sql" in done:
