@@ -8,6 +8,7 @@ Errors name the URL without its password.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -111,6 +112,19 @@ def _translate(err: Exception, where: str) -> Exception:
     return SourceError(f"{where}: {message}")  # programming, data, integrity, bad URL
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while rows arrive: a million row tuples would set it off
+    again and again for nothing (they hold no cycles), a third of the read's time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _temporal(column: Any) -> bool:
     try:
         return issubclass(column.type.python_type, (date, datetime))
@@ -166,7 +180,7 @@ def read_sql_source(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dic
     url = database_url(uri)
     where = f"{display(url)} " + (f"table {options.table}" if options.table else "query")
     chunks, rows = [], 0
-    with translated(where), engine(url).connect() as conn:
+    with translated(where), engine(url).connect() as conn, _collector_paused():
         stmt, params, record = _statement(conn, options, where)
         stream = conn.execution_options(stream_results=True, yield_per=options.chunksize)
         for chunk in pd.read_sql(stmt, stream, params=params or None,
