@@ -40,6 +40,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from forecastflow import storage
+from forecastflow.serving import auth
 from forecastflow.serving.hub import Hub
 from forecastflow.serving.schemas import (
     MAX_BODY_BYTES,
@@ -100,7 +101,7 @@ def _add_docs(app: FastAPI) -> None:
                               with_google_fonts=False)
 
 
-def _add_openapi(app: FastAPI, hub: Hub) -> None:
+def _add_openapi(app: FastAPI, hub: Hub, secured: bool = False) -> None:
     """``/openapi.json`` with the served problems and one working request example each;
     rebuilt when a champion changes."""
     from fastapi.openapi.utils import get_openapi
@@ -122,6 +123,8 @@ def _add_openapi(app: FastAPI, hub: Hub) -> None:
                         "application/json")
                     if body is not None and path.endswith("/forecast") and examples:
                         body["examples"] = examples
+            if secured:
+                auth.document(schema)
             built.clear()
             built[key] = schema
         app.openapi_schema = built[key]
@@ -130,8 +133,10 @@ def _add_openapi(app: FastAPI, hub: Hub) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(hub: Hub) -> FastAPI:
-    """The FastAPI application around ``hub``."""
+def create_app(hub: Hub, api_token: str | None = None) -> FastAPI:
+    """The FastAPI application around ``hub``; with ``api_token`` (default: the environment's
+    ``FORECASTFLOW_API_TOKEN``) every path but ``/health`` needs it."""
+    token = api_token if api_token is not None else auth.configured_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,8 +154,10 @@ def create_app(hub: Hub) -> FastAPI:
                   "`GET /problems` lists the problems with their horizon limit, exog "
                   "columns and series count; the request examples below are valid for "
                   "each served problem's champion.")
+    if token:
+        auth.require_token(app, token)
     _add_docs(app)
-    _add_openapi(app, hub)
+    _add_openapi(app, hub, secured=bool(token))
     name_doc = f"A problem's name (its YAML's `name`): one of {', '.join(hub.problems)}."
 
     compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecastflow-compute")
