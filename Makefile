@@ -14,7 +14,7 @@ ifeq ($(origin STATE),command line)
 export FORECASTFLOW_HOME := $(abspath $(STATE))
 endif
 
-.PHONY: demo demo-sources library-demo test install lint bench airflow-ui mlflow-ui serve clean
+.PHONY: demo demo-sources cluster-demo library-demo test install lint bench airflow-ui mlflow-ui serve clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH"; exit 1; }
@@ -35,6 +35,12 @@ demo: install
 # the demo problems shop_sales_sql and shop_sales_s3: `forecastflow demo shop_sales_sql`.
 demo-sources: install
 	$(BIN)/forecastflow demo-sources
+
+# The docker-compose topology natively (Celery workers, PostgreSQL, Redis, MLflow server on S3):
+# up, then the demo problems trained through Airflow's REST API, with the worker of each task.
+cluster-demo: install
+	deploy/local-cluster up
+	deploy/local-cluster demo us_macro shop_sales
 
 # The same search, backtest and fit as a plain library run (no Airflow, no MLflow).
 library-demo: install

@@ -3,6 +3,7 @@
     deploy/local-cluster up [--dir .cluster] [--workers 2]   # start (idempotent), print where
     deploy/local-cluster status                               # each process and health check
     deploy/local-cluster env                                  # the environment, for a shell
+    deploy/local-cluster demo [problems]                      # train through the REST API
     deploy/local-cluster down [--purge]                       # stop (and drop the databases)
 
 Processes: an S3 server on loopback (moto, standing in for MinIO), ``mlflow server`` with its
@@ -42,7 +43,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def settings(folder: Path, workers: int, redis_db: int) -> dict[str, Any]:
+def settings(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
+             problems: str | None = None) -> dict[str, Any]:
     """Ports, names and secrets of the cluster in ``folder``, created on first use."""
     path = folder / "cluster.json"
     if path.exists():
@@ -51,7 +53,8 @@ def settings(folder: Path, workers: int, redis_db: int) -> dict[str, Any]:
 
     tag = f"ff_{secrets.token_hex(3)}"
     found = {
-        "name": tag, "workers": workers, "redis_db": redis_db,
+        "name": tag, "workers": workers, "redis_db": redis_db, "concurrency": concurrency,
+        "problems": problems or str(folder / "problems"),
         "ports": {k: free_port() for k in ("api", "mlflow", "s3", "serve", "scheduler_health",
                                             "triggerer_logs", *[f"w{i}" for i in
                                                                 range(1, workers + 1)])},
@@ -101,6 +104,7 @@ def environment(folder: Path, cfg: dict[str, Any]) -> dict[str, str]:
         "MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": sec["mlflow_admin"],
         "FORECASTFLOW_FORECAST_STORE": "s3://forecastflow/forecasts",
         "FORECASTFLOW_HOME": str(folder / "state"),
+        "FORECASTFLOW_PROBLEMS_DIR": cfg["problems"],
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 
@@ -127,7 +131,7 @@ def processes(folder: Path, cfg: dict[str, Any], env: dict[str, str]) -> dict[st
     for i in range(1, cfg["workers"] + 1):
         found[f"worker-w{i}"] = {
             "cmd": [airflow, "celery", "worker", "--celery-hostname", f"w{i}@%h",
-                    "--queues", "default", "--concurrency", "2"],
+                    "--queues", "default", "--concurrency", str(cfg["concurrency"])],
             "env": {"FORECASTFLOW_WORKER_NAME": f"w{i}",
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports[f"w{i}"])}}
     found["serve"] = {"cmd": [str(BIN / "forecastflow"), "serve", "--port", str(ports["serve"]),
@@ -212,9 +216,11 @@ def make_buckets(env: dict[str, str]) -> None:
             s3.create_bucket(Bucket=bucket)
 
 
-def up(folder: Path, workers: int, redis_db: int) -> dict[str, Any]:
+def up(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
+       problems: str | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    cfg = settings(folder, workers, redis_db)
+    cfg = settings(folder, workers, redis_db, concurrency, problems)
+    Path(cfg["problems"]).mkdir(parents=True, exist_ok=True)
     env = environment(folder, cfg)
     specs = processes(folder, cfg, env)
     prepare(folder, cfg)
@@ -304,23 +310,84 @@ def write_env(folder: Path) -> Path:
     return path
 
 
+def rest(method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+    """One JSON call to Airflow's REST API; raises with the answer on an error status."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read().decode() or "null")
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(f"{method} {url}: {err.code} {err.read().decode()[:500]}") from None
+
+
+def demo(folder: Path, problems: list[str], seconds: float = 1800) -> int:
+    """Train ``problems`` on the running cluster through the REST API (as a user would from
+    the UI) and print where each task ran."""
+    cfg = json.loads((folder / "cluster.json").read_text())
+    api = f"http://127.0.0.1:{cfg['ports']['api']}"
+    token = rest("POST", f"{api}/auth/token", {"username": "admin",
+                                                "password": cfg["secrets"]["airflow_admin"]}
+                 )["access_token"]
+    runs = {}
+    for name in problems:
+        dag_id = f"train_{name}"
+        deadline = time.monotonic() + 180
+        while True:  # the dag-processor may not have parsed it yet
+            try:
+                rest("PATCH", f"{api}/api/v2/dags/{dag_id}", {"is_paused": False}, token)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+        runs[dag_id] = rest("POST", f"{api}/api/v2/dags/{dag_id}/dagRuns",
+                            {"logical_date": None}, token)["dag_run_id"]
+        print(f"triggered {dag_id}: {runs[dag_id]}", flush=True)
+    failed = 0
+    for dag_id, run_id in runs.items():
+        url = f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        deadline = time.monotonic() + seconds
+        while (state := rest("GET", url, token=token)["state"]) not in ("success", "failed"):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id} {run_id} still {state}")
+            time.sleep(5)
+        tasks = rest("GET", f"{url}/taskInstances?limit=200", token=token)["task_instances"]
+        print(f"\n{dag_id}: {state}")
+        for task in sorted(tasks, key=lambda t: (t["start_date"] or "", t["map_index"])):
+            index = "" if task["map_index"] < 0 else f"[{task['map_index']}]"
+            print(f"  {task['task_id'] + index:24s} {task['state'] or '-':10s} "
+                  f"{task['hostname'] or '-'}")
+        failed += state != "success"
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "status", "env", "down"])
+    parser.add_argument("command", choices=["up", "status", "env", "demo", "down"])
+    parser.add_argument("problems", nargs="*", help="demo: problems to train (default us_macro)")
     parser.add_argument("--dir", default=str(ROOT / ".cluster"), help="cluster folder")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2, help="task slots per worker")
+    parser.add_argument("--problems", default=None,
+                        help="your problems folder (default <dir>/problems)")
     parser.add_argument("--purge", action="store_true", help="down: drop databases and folder")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     folder = Path(args.dir).resolve()
     if args.command == "up":
-        info = up(folder, args.workers, args.redis_db)
+        info = up(folder, args.workers, args.redis_db, args.concurrency, args.problems)
         write_env(folder)
         print(json.dumps(info, indent=2))
     elif args.command == "status":
         print(json.dumps(status(folder), indent=2))
     elif args.command == "env":
         print(write_env(folder).read_text(), end="")
+    elif args.command == "demo":
+        return demo(folder, args.problems or ["us_macro"])
     else:
         down(folder, args.purge)
     return 0
