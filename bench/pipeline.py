@@ -11,7 +11,12 @@ speed drifts); the ratio uses their mean. The MLflow store's schema is created b
 as in any deployment after its first run. Targets (2 cores): ratio <= 0.75; parse <= 0.5 s per
 file.
 
-    .venv/bin/python bench/pipeline.py [--problem shop_sales] [--port 18080]
+    .venv/bin/python bench/pipeline.py [--problem shop_sales] [--port 18080] [--executor celery]
+
+With ``--executor celery`` the same run also goes through the native Celery cluster
+(``deploy/local-cluster``: two workers with one slot each, PostgreSQL, Redis, the MLflow server
+on S3), triggered through the REST API, with a third serial run after it; it reports the
+cluster's start-up time and the median queued -> running time per task on both executors.
 """
 
 from __future__ import annotations
@@ -150,11 +155,73 @@ def dag_seconds(problem: str, env: dict, port: int, timeout: float = 1200) -> di
                 "timeline": timeline}
 
 
+def celery_dag_seconds(problem: str, problems: Path, folder: Path,
+                       timeout: float = 1800) -> dict:
+    """The same run on the native cluster (deploy/local-cluster: CeleryExecutor, two
+    workers, Airflow and MLflow on PostgreSQL, MLflow server on S3), triggered through the
+    REST API; the cluster's start-up time is measured too."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("local_cluster",
+                                                  ROOT / "deploy" / "local_cluster.py")
+    cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cluster)
+    info = cluster.up(folder, 2, 12, concurrency=1, problems=str(problems))
+    try:
+        api = info["airflow"]
+        token = cluster.rest("POST", f"{api}/auth/token", {
+            "username": "admin", "password": info["airflow_password"]})["access_token"]
+        dag_id = f"train_{problem}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                cluster.rest("PATCH", f"{api}/api/v2/dags/{dag_id}", {"is_paused": False},
+                             token)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+        run_id = cluster.rest("POST", f"{api}/api/v2/dags/{dag_id}/dagRuns",
+                              {"logical_date": None}, token)["dag_run_id"]
+        url = f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        deadline = time.monotonic() + timeout
+        while (run := cluster.rest("GET", url, token=token))["state"] not in ("success",
+                                                                              "failed"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{dag_id} did not finish in {timeout}s")
+            time.sleep(5)
+        tasks = cluster.rest("GET", f"{url}/taskInstances?limit=200",
+                             token=token)["task_instances"]
+    finally:
+        cluster.down(folder, purge=True)
+    start, end = (datetime.fromisoformat(run[k]) for k in ("start_date", "end_date"))
+    timeline = []
+    for task in sorted(tasks, key=lambda t: t["start_date"] or ""):
+        if not task["start_date"]:
+            continue
+        began, ended = (datetime.fromisoformat(task[k]) for k in ("start_date", "end_date"))
+        queued = datetime.fromisoformat(task["queued_when"]) if task["queued_when"] else began
+        index = task["map_index"]
+        timeline.append((f"{task['task_id']}[{index}]" if index >= 0 else task["task_id"],
+                         (queued - start).total_seconds(), (began - start).total_seconds(),
+                         (ended - start).total_seconds(), task["hostname"]))
+    return {"state": run["state"], "seconds": (end - start).total_seconds(),
+            "timeline": timeline, "startup": info["startup_seconds"]}
+
+
+def overhead(timeline: list[tuple]) -> float:
+    """Median seconds from queued to running over a run's tasks."""
+    return statistics.median(began - queued for _, queued, began, *_ in timeline)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--problem", default="shop_sales")
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--windows", type=int, default=8, help="backtest windows")
+    parser.add_argument("--executor", choices=["local", "celery"], default="local",
+                        help="celery: also the same run on the native Celery cluster")
     parser.add_argument("--serial-only", metavar="PROBLEM", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serial_only:
@@ -214,14 +281,33 @@ def main() -> int:
     after = serial_run()
     serial = (before + after) / 2
     print(f"serial loop, mean of before and after: {serial:.1f}s")
-    print("task timeline (seconds from run start: queued, started, ended, duration):")
-    for task_id, queued, began, ended in dag["timeline"]:
-        print(f"  {task_id:<22} {queued:7.1f} {began:7.1f} {ended:7.1f} {ended - began:7.1f}")
-    busy = sum(ended - began for _, _, began, ended in dag["timeline"])
-    print(f"task time {busy:.1f}s over {dag['seconds']:.1f}s wall")
-    print(f"ratio DAG / serial: {dag['seconds'] / serial:.2f} (target <= 0.75; against the "
-          f"serial run before {dag['seconds'] / before:.2f}, after {dag['seconds'] / after:.2f})")
+    report("LocalExecutor", dag, serial, before, after)
+    if args.executor == "celery":
+        celery = celery_dag_seconds(problem, home / "problems", home / "cluster")
+        again = serial_run()
+        serial_all = (before + after + again) / 3
+        print(f"native Celery cluster up in {celery['startup']:.1f}s (2 workers, 1 slot each)")
+        print(f"DAG run train_{problem} ({celery['state']}, CeleryExecutor, 2 workers): "
+              f"{celery['seconds']:.1f}s")
+        report("CeleryExecutor", celery, serial_all, before, again)
+        print(f"queued -> running, median per task: LocalExecutor "
+              f"{overhead(dag['timeline']):.2f}s, CeleryExecutor "
+              f"{overhead(celery['timeline']):.2f}s")
+        return 0 if dag["state"] == celery["state"] == "success" else 1
     return 0 if dag["state"] == "success" else 1
+
+
+def report(executor: str, dag: dict, serial: float, before: float, after: float) -> None:
+    print(f"{executor} task timeline (seconds from run start: queued, started, ended, "
+          "duration[, worker]):")
+    for task_id, queued, began, ended, *host in dag["timeline"]:
+        print(f"  {task_id:<22} {queued:7.1f} {began:7.1f} {ended:7.1f} {ended - began:7.1f}"
+              f"  {host[0] if host else ''}")
+    busy = sum(ended - began for _, _, began, ended, *_ in dag["timeline"])
+    print(f"task time {busy:.1f}s over {dag['seconds']:.1f}s wall")
+    print(f"{executor} ratio DAG / serial: {dag['seconds'] / serial:.2f} (target <= 0.75; "
+          f"against the serial run before {dag['seconds'] / before:.2f}, after "
+          f"{dag['seconds'] / after:.2f})", flush=True)
 
 
 if __name__ == "__main__":

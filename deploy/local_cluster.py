@@ -368,7 +368,8 @@ def demo(folder: Path, problems: list[str], seconds: float = 1800) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "status", "env", "demo", "down"])
-    parser.add_argument("problems", nargs="*", help="demo: problems to train (default us_macro)")
+    parser.add_argument("names", nargs="*", metavar="problem",
+                        help="demo: problems to train (default us_macro)")
     parser.add_argument("--dir", default=str(ROOT / ".cluster"), help="cluster folder")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=3)
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "env":
         print(write_env(folder).read_text(), end="")
     elif args.command == "demo":
-        return demo(folder, args.problems or ["us_macro"])
+        return demo(folder, args.names or ["us_macro"])
     else:
         down(folder, args.purge)
     return 0
