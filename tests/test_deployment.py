@@ -130,3 +130,22 @@ def test_mounted_files_exist(compose):
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_the_native_cluster_uses_the_compose_files_environment(compose, tmp_path):
+    """deploy/local-cluster sets every variable the compose file gives the Airflow components
+    (with local addresses), so what the native tests run is what the compose file deploys."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("local_cluster",
+                                                  ROOT / "deploy" / "local_cluster.py")
+    cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cluster)
+    native = cluster.environment(tmp_path, cluster.settings(tmp_path, 2, 3))
+    composed = set(compose["services"]["airflow-scheduler"]["environment"])
+    # The compose init job writes the password file from this one; the native script directly.
+    assert composed - {"_AIRFLOW_ADMIN_PASSWORD"} <= set(native), composed - set(native)
+    for key in ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CORE__AUTH_MANAGER",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "FORECASTFLOW_FORECAST_STORE",
+                "MLFLOW_TRACKING_USERNAME"):
+        assert native[key] == compose["services"]["airflow-scheduler"]["environment"][key], key

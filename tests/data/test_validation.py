@@ -484,3 +484,61 @@ def test_a_series_with_a_gap_still_reports_its_other_issues():
     with pytest.raises(DataValidationError) as info:
         validate(raw, make_problem())
     assert {"gap", "constant"} <= info.value.kinds
+
+
+# The panel fast path ----------------------------------------------------------------------
+
+DEFECTS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "clean": lambda f: f,
+    "exog_gap": lambda f: f.assign(x=f["x"].mask(f.index.isin([4, 5]))),
+    "target_gap": lambda f: f.assign(y=f["y"].mask(f.index == 6)),
+    "both_gaps": lambda f: f.assign(y=f["y"].mask(f.index == 3), x=f["x"].mask(f.index == 8)),
+    "missing_row": lambda f: f.drop(index=7),
+    "duplicate": lambda f: pd.concat([f, f.iloc[[2]]]),
+    "late_start": lambda f: f.iloc[3:],
+    "stale": lambda f: f.iloc[:-2],
+    "leading_nan": lambda f: f.assign(y=f["y"].mask(f.index < 2)),
+    "edge_gap": lambda f: f.assign(x=f["x"].mask(f.index == len(f) - 1)),
+    "infinite": lambda f: f.assign(x=f["x"].where(f.index != 5, np.inf)),
+    "constant": lambda f: f.assign(y=5.0),
+    "non_positive": lambda f: f.assign(y=f["y"] - 3.0),
+    "short": lambda f: f.iloc[-8:],
+    "off_grid": lambda f: f.assign(date=f["date"].where(
+        f.index != 4, f["date"] + pd.Timedelta(hours=6))),
+}
+
+
+@pytest.mark.parametrize("gaps", ["reject", "interpolate", "ffill", "zero"])
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+def test_the_panel_fast_path_agrees_with_checking_every_series(defect, gaps, monkeypatch):
+    """Validation takes clean series in one array pass and checks the rest one by one: on a
+    panel with one defective series among clean ones, the data (or the error) must be what
+    checking every series one by one gives."""
+    rng = np.random.default_rng(len(defect))
+    parts = []
+    for sid in ("a", "b", "c"):
+        one = frame(n=20, x=rng.normal(10.0, 1.0, 20))
+        parts.append((sid, DEFECTS[defect](one) if sid == "b" else one))
+    raw = panel(*parts)
+    problem = make_problem(**PANEL, exog=["x"], gaps=gaps, max_gap=3, transform="log",
+                           drop_invalid_series=gaps == "zero")
+
+    def outcome() -> Any:
+        try:
+            data = validate(raw.copy(), problem)
+        except DataValidationError as err:
+            return sorted(str(issue) for issue in err.issues)
+        return data.y, data.X, sorted(data.dropped)
+
+    fast = outcome()
+    monkeypatch.setattr(validate_module, "clean_series", lambda values, *a, **k: (
+        values.iloc[:0].drop(columns=SERIES).set_index(
+            pd.MultiIndex.from_arrays([[], pd.DatetimeIndex([])], names=[SERIES, DATE])),
+        sorted(values[SERIES].unique())))
+    slow = outcome()
+    if isinstance(slow, list):
+        assert fast == slow
+        return
+    for got, want in zip(fast[:2], slow[:2], strict=True):
+        pd.testing.assert_frame_equal(got, want, check_index_type=False)
+    assert fast[2] == slow[2]

@@ -31,7 +31,8 @@ def clean_series(values: pd.DataFrame, columns: list[str], n_targets: int, freq:
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     counts = np.diff(np.r_[starts, len(codes)])
     data = values[columns].to_numpy(dtype=float)[order]
-    ok = (np.add.reduceat(~np.isfinite(data).any(axis=1), starts) == 0) & (counts >= need)
+    broken_rows = (~np.isfinite(data)).any(axis=1)  # a missing or infinite value anywhere
+    ok = (np.add.reduceat(broken_rows, starts) == 0) & (counts >= need)
     for j in range(n_targets):
         low = np.minimum.reduceat(data[:, j], starts)
         ok &= np.maximum.reduceat(data[:, j], starts) > low
