@@ -135,7 +135,7 @@ def processes(folder: Path, cfg: dict[str, Any], env: dict[str, str]) -> dict[st
             "env": {"FORECASTFLOW_WORKER_NAME": f"w{i}",
                     "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(ports[f"w{i}"])}}
     found["serve"] = {"cmd": [str(BIN / "forecastflow"), "serve", "--port", str(ports["serve"]),
-                              "--poll-seconds", "2"],
+                              "--poll-seconds", "5"],
                       "env": {"FORECASTFLOW_API_TOKEN": sec["api_token"],
                               "FORECASTFLOW_HOME": str(folder / "serving")}}
     return found

@@ -28,6 +28,8 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "sarimax": {"order": [1, 0, 0], "trend": "c", "maxiter": 25},
     "varmax": {"order": [1, 0], "trend": "c", "maxiter": 25},
     "gradient_boosting": {"max_iter": 15, "min_samples_leaf": 5},
+    "ets": {"error": "add", "trend": "add", "damped": False, "seasonal": "add"},
+    "theta": {},
 }
 # Families that need several targets (the rest are fitted on the monthly series).
 MULTI_TARGET_FAMILIES = {"varmax"}

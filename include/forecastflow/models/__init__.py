@@ -7,14 +7,17 @@ from typing import Any
 
 from forecastflow.models.base import FitError, Forecast, Forecaster, ModelError
 from forecastflow.models.boosting import GradientBoosting
+from forecastflow.models.ets import Ets
 from forecastflow.models.local import PerColumn, PerSeries, adapt
 from forecastflow.models.naive import Drift, Naive, SeasonalNaive
 from forecastflow.models.sarimax import Sarimax
+from forecastflow.models.theta import Theta
 from forecastflow.models.varmax import Varmax
 
 FAMILIES: dict[str, type[Forecaster]] = {
     cls.family: cls
-    for cls in (Naive, SeasonalNaive, Drift, Sarimax, Varmax, GradientBoosting)
+    for cls in (Naive, SeasonalNaive, Drift, Sarimax, Varmax, GradientBoosting, Ets,
+                Theta)
 }
 BASELINE = "seasonal_naive"
 
@@ -44,6 +47,7 @@ __all__ = [
     "BASELINE",
     "FAMILIES",
     "Drift",
+    "Ets",
     "FitError",
     "Forecast",
     "Forecaster",
@@ -54,6 +58,7 @@ __all__ = [
     "PerSeries",
     "Sarimax",
     "SeasonalNaive",
+    "Theta",
     "Varmax",
     "adapt",
     "build_model",
