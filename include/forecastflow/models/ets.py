@@ -24,12 +24,13 @@ import numpy as np
 import pandas as pd
 
 from forecastflow.models.base import FitError, Forecaster, ModelError, check_finite_forecast
+from forecastflow.models.statespace import RebuiltResults
 
 AUTO = "auto"
 _CHOICES = {"error": ("add", "mul"), "trend": (None, "add"), "seasonal": (None, "add", "mul")}
 
 
-class Ets(Forecaster):
+class Ets(RebuiltResults, Forecaster):
     """ETS(error, trend[, damped], seasonal); ``auto`` components are chosen by AICc."""
 
     family = "ets"
@@ -129,16 +130,6 @@ class Ets(Forecaster):
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         self.values_ = y.to_numpy(dtype=float)[:, 0]
         self._refilter()
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("results_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if "params_" in state:
-            self._refilter()
 
     # Forecasting -------------------------------------------------------------------------
 

@@ -18,7 +18,25 @@ import pandas as pd
 from forecastflow.models.base import FitError, Forecaster, ModelError, check_finite_forecast
 
 
-class StateSpaceForecaster(Forecaster):
+class RebuiltResults:
+    """Pickles without the statsmodels results (``results_``), which are rebuilt on load by
+    ``_refilter()`` from the estimated ``params_``."""
+
+    def _refilter(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("results_", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "params_" in state:
+            self._refilter()
+
+
+class StateSpaceForecaster(RebuiltResults, Forecaster):
     """Subclasses define ``_build(endog, exog)`` returning an unfitted statsmodels model."""
 
     maxiter: int = 50
@@ -72,16 +90,6 @@ class StateSpaceForecaster(Forecaster):
             warnings.simplefilter("ignore")
             model = self._build(self.endog_, self.exog_values_)
             self.results_ = model.filter(self.params_)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("results_", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        if "params_" in state:
-            self._refilter()
 
     def _forecast(self, horizon: int, X: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray,
                                                                         np.ndarray]:
