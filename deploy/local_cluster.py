@@ -117,7 +117,7 @@ def processes(folder: Path, cfg: dict[str, Any], env: dict[str, str]) -> dict[st
         "s3": {"cmd": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(ports["s3"])]},
         "mlflow": {"cmd": [str(BIN / "mlflow"), "server", "--app-name", "basic-auth",
                            "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
-                           "--workers", "1", "--backend-store-uri",
+                           "--workers", "2", "--backend-store-uri",
                            f"postgresql+psycopg2://{PG}/{name}_mlflow",
                            "--artifacts-destination", "s3://mlflow/"],
                    "env": {"MLFLOW_AUTH_CONFIG_PATH": str(folder / "mlflow-auth.ini"),

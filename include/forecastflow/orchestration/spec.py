@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 # Copies of forecastflow.models.FAMILIES, metrics.METRICS and the YAML defaults (importing
 # those would import pandas at DAG parse time); tests/orchestration/test_spec.py checks them.
-FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting")
+FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting",
+                "ets", "theta")
 METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
                 "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}
