@@ -141,6 +141,13 @@ def processes(folder: Path, cfg: dict[str, Any], env: dict[str, str]) -> dict[st
     return found
 
 
+def clean_environ() -> dict[str, str]:
+    """This shell's environment without Airflow, MLflow, AWS and ForecastFlow settings: the
+    cluster's processes get exactly the cluster's."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("AIRFLOW", "MLFLOW", "_MLFLOW", "AWS_", "FORECASTFLOW"))}
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -157,7 +164,7 @@ def start(folder: Path, name: str, spec: dict, env: dict[str, str]) -> int:
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(exist_ok=True)
     with (folder / "logs" / f"{name}.log").open("ab") as log:
-        proc = subprocess.Popen(spec["cmd"], env={**os.environ, **env, **spec.get("env", {})},
+        proc = subprocess.Popen(spec["cmd"], env={**clean_environ(), **env, **spec.get("env", {})},
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=folder)
     pid_file.write_text(str(proc.pid))
@@ -228,7 +235,7 @@ def up(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
     wait_http(env["AWS_ENDPOINT_URL"], 30)
     make_buckets(env)
     start(folder, "mlflow", specs["mlflow"], env)
-    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env={**os.environ, **env},
+    subprocess.run([str(BIN / "airflow"), "db", "migrate"], env={**clean_environ(), **env},
                    check=True, capture_output=True, timeout=600)
     for name in [n for n in specs if n not in ("s3", "mlflow", "serve")]:
         start(folder, name, specs[name], env)
@@ -246,7 +253,7 @@ def wait_workers(env: dict[str, str], workers: int, seconds: float) -> None:
             "print(len(app.control.ping(timeout=2.0) or []))")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+        out = subprocess.run([sys.executable, "-c", code], env={**clean_environ(), **env},
                              capture_output=True, text=True, timeout=60, check=False)
         lines = out.stdout.strip().splitlines()
         if lines and lines[-1].isdigit() and int(lines[-1]) >= workers:
