@@ -30,6 +30,8 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "gradient_boosting": {"max_iter": 15, "min_samples_leaf": 5},
     "ets": {"error": "add", "trend": "add", "damped": False, "seasonal": "add"},
     "theta": {},
+    "ensemble": {"members": [{"family": "theta"}, {"family": "seasonal_naive"},
+                             {"family": "drift"}], "horizon": 6},
 }
 # Families that need several targets (the rest are fitted on the monthly series).
 MULTI_TARGET_FAMILIES = {"varmax"}

@@ -87,7 +87,7 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     """Search, select and fit for one problem; returns everything a caller wants to log."""
     start = time.perf_counter()
     data = data if data is not None else load_data(problem, cutoff)
-    trials = plan_trials(problem, families, max_trials)
+    trials = plan_trials(problem, families, max_trials, data)
     log.info("problem %s: %d trial(s) over %s", problem.name, len(trials),
              sorted({t.family for t in trials}))
     results = [run_trial(t, data, problem) for t in trials]

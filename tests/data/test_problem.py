@@ -106,7 +106,7 @@ INVALID = [
     ("unknown_model_field", {"models": [{"family": "naive", "lags": 3}]}, ["models.0.lags:"]),
     ("unknown_family", {"models": [{"family": "prophet"}]},
      ["models.0.family:", "prophet", "seasonal_naive"]),
-    ("no_models", {"models": []}, ["models:"]),
+    ("empty_models", {"models": []}, ["models:"]),
     ("bad_frequency", {"frequency": "fortnightly"}, ["frequency:", "fortnightly"]),
     ("removed_frequency_alias", {"frequency": "M"}, ["frequency:", "'M'"]),
     ("bad_schedule", {"schedule": "every morning"}, ["schedule:", "every morning"]),

@@ -37,7 +37,7 @@ def panel() -> SeriesData:
         "name": "cities", "source": "cities.csv", "time_column": "month", "target": "sales",
         "exog": ["temp"], "id_column": "city", "frequency": "MS", "season_length": 1,
         "horizon": 2, "models": [{"family": "seasonal_naive"}], "backtest": {"windows": 1},
-        "drop_invalid_series": True,
+        "drop_invalid_series": True, "ragged_ends": "drop",
     })
     return validate(pd.concat(rows, ignore_index=True), problem)
 

@@ -180,8 +180,8 @@ CASES = [
          cutoff="2020-01-10"),
     # Panels and cutoffs ------------------------------------------------------------------
     Case("stale_series", lambda: panel(("a", frame()), ("b", frame().iloc[:-3])),
-         "stale_series", ["series 'b'", "2020-01-11", "2020-01-14"], problem=PANEL,
-         series="b"),
+         "stale_series", ["series 'b'", "2020-01-11", "2020-01-14"],
+         problem={**PANEL, "ragged_ends": "drop"}, series="b"),
     Case("empty_series", lambda: panel(("a", frame()), ("b", frame(y=[np.nan] * N))),
          "empty_series", ["series 'b'", "missing"], problem=PANEL, series="b"),
     Case("empty_after_cutoff", frame, "empty", ["'date'", "2019-12-31"],
@@ -234,7 +234,7 @@ def test_every_broken_series_is_reported_not_just_the_first():
     raw = panel(("a", frame().drop(index=[4])), ("b", frame(y=[1.0] * N)), ("c", frame()),
                 ("d", frame().iloc[:-1]))
     with pytest.raises(DataValidationError) as info:
-        validate(raw, make_problem(**PANEL))
+        validate(raw, make_problem(**PANEL, ragged_ends="drop"))
     err = info.value
     assert err.kinds == {"gap", "constant", "stale_series"}
     assert {i.series for i in err.issues} == {"a", "b", "d"}
@@ -357,7 +357,7 @@ def test_leading_missing_targets_are_trimmed():
 def test_drop_invalid_series_records_reasons():
     raw = panel(("a", frame()), ("b", frame(y=[3.0] * N)), ("c", frame().iloc[:-2]),
                 ("d", frame().drop(index=[6])))
-    data = validate(raw, make_problem(drop_invalid_series=True, **PANEL))
+    data = validate(raw, make_problem(drop_invalid_series=True, ragged_ends="drop", **PANEL))
     assert data.series_ids == ["a"]
     assert set(data.dropped) == {"b", "c", "d"}
     assert data.dropped["b"].startswith("[constant]") and "3.0" in data.dropped["b"]
@@ -542,3 +542,26 @@ def test_the_panel_fast_path_agrees_with_checking_every_series(defect, gaps, mon
     for got, want in zip(fast[:2], slow[:2], strict=True):
         pd.testing.assert_frame_equal(got, want, check_index_type=False)
     assert fast[2] == slow[2]
+
+
+# Ragged panels ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gaps", ["reject", "interpolate"])
+def test_ragged_series_keep_their_own_end_by_default(gaps):
+    """A series that ends early (late reporting) is kept with its own last date, on the
+    fast path (clean) and on the one-by-one path (with a gap to fill) alike."""
+    late = frame().iloc[:-3]
+    if gaps == "interpolate":
+        late = late.assign(y=late["y"].mask(late.index == 4))
+    data = validate(panel(("a", frame()), ("b", late)), make_problem(**PANEL, gaps=gaps))
+    assert data.series_ids == ["a", "b"] and not data.dropped
+    assert data.y.loc["b"].index[-1] == pd.Timestamp("2020-01-11")
+    assert data.y.loc["a"].index[-1] == pd.Timestamp("2020-01-14")
+    assert data.y.loc["b"].isna().sum().sum() == 0
+
+
+def test_ragged_ends_drop_keeps_the_old_rule():
+    raw = panel(("a", frame()), ("b", frame().iloc[:-3]))
+    data = validate(raw, make_problem(**PANEL, ragged_ends="drop", drop_invalid_series=True))
+    assert data.series_ids == ["a"] and data.dropped["b"].startswith("[stale_series]")

@@ -124,7 +124,7 @@ def test_plan_trials_families_filter_and_override(problem):
 
 @pytest.mark.parametrize("families", [["varmax"], ["sarimax", "no_such_model"]])
 def test_plan_trials_rejects_undeclared_family(problem, families):
-    with pytest.raises(ValueError, match="not declared"):
+    with pytest.raises(ValueError, match="not candidates"):
         plan_trials(problem, families=families)
 
 

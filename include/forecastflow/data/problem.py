@@ -157,7 +157,11 @@ class ProblemConfig(_Strict):
     gaps: GapPolicy = "reject"
     max_gap: int | None = Field(default=None, ge=1)
     drop_invalid_series: bool = False
-    models: list[ModelSpec] = Field(min_length=1)
+    # Panels whose series end at different dates: forecast each from its own last observation
+    # (own_origin), or drop those that end before the panel's last date (drop).
+    ragged_ends: Literal["own_origin", "drop"] = "own_origin"
+    # Omitted: candidates chosen from the data (forecastflow.evaluation.defaults).
+    models: list[ModelSpec] | None = Field(default=None, min_length=1)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     metric: MetricName = "mase"
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)

@@ -286,7 +286,8 @@ def validate(
     if problem.id_column:  # clean series in one pass; the rest one by one, with messages
         fast, others = clean_series(values, [*problem.target, *problem.exog],
                                     len(problem.target), freq, end,
-                                    problem.required_history(season), _needs_positive(problem))
+                                    problem.required_history(season), _needs_positive(problem),
+                                    own_end=problem.ragged_ends == "own_origin")
         slow = values[values[SERIES].isin(others)]
     clean, dropped = _checked_series(slow, problem, freq, season, end)
     n_series = int(values[SERIES].nunique())
@@ -326,7 +327,7 @@ def _inferred_frequency(values: pd.DataFrame, problem: ProblemConfig) -> str:
 
 def _needs_positive(problem: ProblemConfig) -> bool:
     return problem.transform in ("log", "log-diff") or any(
-        spec.transform in ("log", "log-diff") for spec in problem.models)
+        spec.transform in ("log", "log-diff") for spec in problem.models or [])
 
 
 def _first_series(frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
@@ -344,13 +345,16 @@ def _checked_series(values: pd.DataFrame, problem: ProblemConfig, freq: str, sea
     clean, dropped, all_issues = {}, {}, []
     for sid, frame in values.groupby(SERIES, sort=True):
         frame = frame.drop(columns=SERIES)
-        if problem.id_column and frame.index.max() < end:
+        if problem.id_column and frame.index.max() < end and (
+                problem.ragged_ends == "drop"):
             issue = Issue("stale_series", f"ends at {frame.index.max().date()} while the panel "
                           f"ends at {end.date()}", series=sid)
             series_issues = [issue]
         else:
+            # A ragged series (ragged_ends: own_origin) keeps its own last date.
             frame, series_issues = _regularize(
-                sid if problem.id_column else None, frame, freq, problem, end)
+                sid if problem.id_column else None, frame, freq, problem,
+                frame.index.max() if problem.id_column else end)
             # Unfilled gaps leave the series on its grid, so its values are still checked.
             if all(issue.kind == "gap" for issue in series_issues):
                 series_issues += _check_values(

@@ -34,7 +34,13 @@ def seasonal_scale(train: pd.DataFrame, season: int) -> pd.DataFrame:
 
 def evaluate(actual: pd.DataFrame, mean: pd.DataFrame, lower: pd.DataFrame,
              upper: pd.DataFrame, scale: pd.DataFrame) -> dict[str, float]:
-    """All metrics for one backtest window. ``scale`` comes from :func:`seasonal_scale`."""
+    """All metrics for one backtest window. ``scale`` comes from :func:`seasonal_scale`.
+
+    Only forecast points with an actual count: in a ragged panel a series that ended before
+    the window forecasts from its own last date, outside the window's test period."""
+    common = mean.index.intersection(actual.index, sort=False)
+    if len(common) < len(mean.index):
+        mean, lower, upper = (f.loc[common] for f in (mean, lower, upper))
     actual = actual.loc[mean.index, mean.columns]
     err = (actual - mean).to_numpy(dtype=float)
     a = actual.to_numpy(dtype=float)

@@ -73,7 +73,7 @@ class Trial:
 
     def build(self, problem: ProblemConfig, season: int) -> ForecastPipeline:
         model = build_model(self.family, self.params, coverage=problem.coverage,
-                            season_length=season)
+                            season_length=season, horizon=problem.horizon)
         return ForecastPipeline(model, self.transform)
 
 
@@ -174,16 +174,27 @@ def expand(spec: ModelSpec, budget: int, seed: int = 0) -> list[dict[str, Any]]:
 
 
 def plan_trials(problem: ProblemConfig, families: list[str] | None = None,
-                max_trials: int | None = None) -> list[Trial]:
+                max_trials: int | None = None, data: SeriesData | None = None) -> list[Trial]:
     """All trials for the problem, optionally restricted to ``families``; ``max_trials`` is a
-    per-family budget overriding the YAML."""
+    per-family budget overriding the YAML. A problem without ``models`` gets the default
+    candidates for its ``data`` (:mod:`forecastflow.evaluation.defaults`)."""
+    specs = problem.models
+    if not specs:
+        if data is None:
+            raise ProblemConfigError(f"problem {problem.name!r} declares no models: its "
+                                     "default candidates depend on the data, pass them")
+        from forecastflow.evaluation.defaults import default_models
+
+        specs = default_models(problem, data)
+        log.info("problem %s declares no models; default candidates: %s", problem.name,
+                 [s.family for s in specs])
     if families:
-        unknown = sorted(set(families) - {s.family for s in problem.models})
+        unknown = sorted(set(families) - {s.family for s in specs})
         if unknown:
-            raise ProblemConfigError(f"families {unknown} are not declared in problem "
-                             f"{problem.name!r}; declared: {[s.family for s in problem.models]}")
+            raise ProblemConfigError(f"families {unknown} are not candidates of problem "
+                                     f"{problem.name!r}; candidates: {[s.family for s in specs]}")
     trials = []
-    for spec in problem.models:
+    for spec in specs:
         if families and spec.family not in families:
             continue
         budget = max_trials or spec.max_trials or problem.max_trials

@@ -7,6 +7,7 @@ from typing import Any
 
 from forecastflow.models.base import FitError, Forecast, Forecaster, ModelError
 from forecastflow.models.boosting import GradientBoosting
+from forecastflow.models.ensemble import Ensemble
 from forecastflow.models.ets import Ets
 from forecastflow.models.local import PerColumn, PerSeries, adapt
 from forecastflow.models.naive import Drift, Naive, SeasonalNaive
@@ -17,15 +18,16 @@ from forecastflow.models.varmax import Varmax
 FAMILIES: dict[str, type[Forecaster]] = {
     cls.family: cls
     for cls in (Naive, SeasonalNaive, Drift, Sarimax, Varmax, GradientBoosting, Ets,
-                Theta)
+                Theta, Ensemble)
 }
 BASELINE = "seasonal_naive"
 
 
 def build_model(family: str, params: dict[str, Any] | None = None, *, coverage: float = 0.9,
-                season_length: int | None = None) -> Forecaster:
-    """Instantiate ``family`` with ``params``; ``season_length`` fills in when the family takes
-    one and the params do not set it. Unknown parameter names are rejected by name."""
+                season_length: int | None = None, horizon: int | None = None) -> Forecaster:
+    """Instantiate ``family`` with ``params``; ``season_length`` and ``horizon`` fill in when
+    the family takes them and the params do not set them. Unknown parameter names are rejected
+    by name."""
     if family not in FAMILIES:
         raise ModelError(f"unknown model family {family!r}; choose from {sorted(FAMILIES)}")
     cls = FAMILIES[family]
@@ -39,6 +41,8 @@ def build_model(family: str, params: dict[str, Any] | None = None, *, coverage: 
         raise ModelError(f"{family} has no parameter(s) {unknown}; allowed: {allowed}")
     if "season_length" in allowed and params.get("season_length") is None:
         params["season_length"] = season_length
+    if "horizon" in allowed and params.get("horizon") is None:
+        params["horizon"] = horizon
     params["coverage"] = coverage
     return cls(**params)
 
@@ -47,6 +51,7 @@ __all__ = [
     "BASELINE",
     "FAMILIES",
     "Drift",
+    "Ensemble",
     "Ets",
     "FitError",
     "Forecast",

@@ -3,6 +3,8 @@ one copy per series (``PerSeries``) or per target column (``PerColumn``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -65,21 +67,17 @@ class PerSeries(Forecaster):
         return _merge_info(self.models_.values(), self.fallbacks_)
 
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
-        from forecastflow.models.naive import SeasonalNaive
+        from forecastflow.models.parallel import map_chunks
 
-        self.models_, self.fallbacks_ = {}, {}
+        items = []
         for sid, ys in y.groupby(level=SERIES, sort=False):
-            ys = _single(ys, self.freq_)
             xs = None if X is None else _single(X.xs(sid, level=SERIES, drop_level=False),
                                                self.freq_)
-            try:
-                self.models_[str(sid)] = local_model(self.model.clone(), ys).fit(ys, xs)
-            except (FitError, np.linalg.LinAlgError) as err:
-                # One series that cannot be fitted must not sink the thousands of others:
-                # it falls back to seasonal naive, and the fallback is reported.
-                self.fallbacks_[str(sid)] = f"{type(err).__name__}: {err}"[:300]
-                season = getattr(self.model, "season_length", None)
-                self.models_[str(sid)] = SeasonalNaive(season, self.coverage).fit(ys)
+            items.append((str(sid), _single(ys, self.freq_), xs))
+        fitted = map_chunks(partial(_fit_series, self.model), items,
+                            min_items=1_000_000 if self.model.family in CHEAP else 8)
+        self.models_ = {sid: model for sid, model, _ in fitted}
+        self.fallbacks_ = {sid: reason for sid, _, reason in fitted if reason}
         if len(self.fallbacks_) == len(self.models_):
             first = next(iter(self.fallbacks_.items()))
             raise FitError(f"{self.model.family} failed on every series, e.g. {first[0]!r}: "
@@ -112,6 +110,28 @@ class PerSeries(Forecaster):
                 frames.append(frame)
         return Forecast(*(pd.concat(out[k]) for k in ("mean", "lower", "upper")),
                         coverage=self.coverage)
+
+
+# Families so quick to fit that a process pool would only add its overhead.
+CHEAP = frozenset({"naive", "seasonal_naive", "drift", "theta"})
+
+
+def _fit_series(template: Forecaster, items: list[tuple[str, pd.DataFrame, pd.DataFrame | None]],
+                ) -> list[tuple[str, Forecaster, str]]:
+    """Fit a clone of ``template`` on each ``(series id, y, X)``: ``(id, model, fallback
+    reason)``. One series that cannot be fitted must not sink the thousands of others: it
+    falls back to seasonal naive, and the reason is reported."""
+    from forecastflow.models.naive import SeasonalNaive
+
+    out = []
+    for sid, ys, xs in items:
+        try:
+            out.append((sid, local_model(template.clone(), ys).fit(ys, xs), ""))
+        except (FitError, np.linalg.LinAlgError) as err:
+            season = getattr(template, "season_length", None)
+            out.append((sid, SeasonalNaive(season, template.coverage).fit(ys),
+                        f"{type(err).__name__}: {err}"[:300]))
+    return out
 
 
 def _single(frame: pd.DataFrame, freq: str) -> pd.DataFrame:

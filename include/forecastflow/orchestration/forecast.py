@@ -67,7 +67,7 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
     origin = origin_of(model)
     key = run_key(ctx["cutoff"])
     rows = rows.assign(model_version=current["version"], family=current["family"],
-                       origin=origin, origin_from=origin_from,
+                       origin=series_origins(model, rows, origin), origin_from=origin_from,
                        cutoff=pd.Timestamp(ctx["cutoff"]),
                        created_at=pd.Timestamp(ctx["created_at"]), run_key=key,
                        exog_scenario="held_last" if meta.get("exog") else "none")
@@ -168,3 +168,12 @@ def plot_forecast_rows(name: str, rows: pd.DataFrame, history: pd.DataFrame | No
         history = frames[0].iloc[:0]
     return plot_forecast(history, Forecast(*frames, coverage=coverage), path,
                          title=f"{name}: {title}")
+
+
+def series_origins(model: Any, rows: pd.DataFrame, origin: pd.Timestamp) -> Any:
+    """Each row's forecast origin: its own series' last observation in a ragged panel."""
+    last = getattr(model, "last_", None)
+    if not isinstance(last, dict) or SERIES not in rows.columns:
+        return origin
+    return pd.to_datetime(rows[SERIES].astype(str).map(
+        {str(k): v for k, v in last.items()})).fillna(origin)

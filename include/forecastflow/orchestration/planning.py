@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from forecastflow import storage
 from forecastflow.lifecycle import tracking
 from forecastflow.orchestration.context import Context, effective_problem
 
@@ -18,7 +17,8 @@ log = logging.getLogger(__name__)
 
 # Rough relative cost of one trial on one series, to balance the search batches.
 FAMILY_COST = {"naive": 0.01, "seasonal_naive": 0.01, "drift": 0.01, "sarimax": 1.0,
-               "varmax": 3.0, "gradient_boosting": 0.3}
+               "varmax": 3.0, "gradient_boosting": 0.3, "ets": 1.0, "theta": 0.02,
+               "ensemble": 3.0}
 
 
 def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
@@ -29,10 +29,13 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
 
     problem = effective_problem(ctx)
     params = ctx.get("params") or {}
+    from forecastflow.data.series import SeriesData
+
+    data = SeriesData.load(validated["data"])
     trials = plan_trials(problem, params.get("families") or None,
-                         params.get("max_trials") or None)
+                         params.get("max_trials") or None, data)
     n_batches = max(1, int(params.get("parallelism") or 4))
-    series = storage.read_frame(validated["data"]).index
+    series = data.y.index
     ids = (list(series.get_level_values(0).unique()) if isinstance(series, pd.MultiIndex)
            else [])
     items = []

@@ -5,7 +5,8 @@ shares the machine's cores with its siblings. BLAS (OpenBLAS, MKL) and OpenMP (s
 gradient boosting) start one thread per core by default, so four search tasks on two cores run
 sixteen busy threads that mostly wait for each other (a VARMAX trial measured 5.6 s alone,
 148 s oversubscribed). The task code limits its own pools, whatever executor runs it:
-``cores // tasks running at once``, at least one; ``FORECASTFLOW_THREADS`` overrides.
+``cores // tasks running at once``, at least one; ``FORECASTFLOW_THREADS`` overrides. The same
+share bounds the processes that fit a panel's series in parallel (``models.parallel``).
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ def limited(concurrent: int, what: str = "task") -> Iterator[int]:
     import sklearn.utils._openmp_helpers  # noqa: F401 - loads OpenMP (gradient boosting)
     from threadpoolctl import threadpool_limits
 
+    from forecastflow.models.parallel import use_jobs
+
     n = threads_per_task(concurrent)
-    with threadpool_limits(limits=n):
+    with threadpool_limits(limits=n), use_jobs(n):
         log.info("%s: %d native thread(s) per BLAS/OpenMP pool (%d core(s), %d task(s) at "
                  "once)", what, n, cores(), concurrent)
         yield n

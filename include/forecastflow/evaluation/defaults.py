@@ -1,0 +1,44 @@
+"""The candidate models of a problem that declares none (``models:`` omitted in the YAML).
+
+Chosen from what the data are like, once they are validated:
+
+- always: ``ensemble`` (per series, the best of automatic ETS, Theta and the seasonal or
+  plain naive forecast on the last two windows of its own history) and ``seasonal_naive``,
+  the baseline every champion must beat;
+- with exogenous columns: ``sarimax`` with them as regressors, a small grid of orders;
+- several targets: ``varmax`` on them jointly, orders (1,0) and (2,0);
+- a panel of at least ``GLOBAL_MIN_SERIES`` series whose median length is at least two
+  seasons plus the horizon: one global ``gradient_boosting`` model on lags of a season;
+- series shorter than two seasons: non-seasonal members only (the ensemble's ETS already
+  drops its seasonal forms there) and ``naive`` instead of ``seasonal_naive``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forecastflow.data.problem import ModelSpec, ProblemConfig
+from forecastflow.data.series import SeriesData
+
+GLOBAL_MIN_SERIES = 20
+
+
+def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:
+    """The candidate set for ``problem`` on ``data`` (see the module docstring)."""
+    season = data.season
+    lengths = (data.y.groupby(level=0).size() if data.is_panel else [len(data.y)])
+    median = float(sorted(lengths)[len(lengths) // 2])
+    seasonal = season > 1 and median >= 2 * season
+    specs: list[dict[str, Any]] = [{"family": "ensemble"}]
+    if problem.exog:
+        specs.append({"family": "sarimax", "search": {
+            "order": [[1, 1, 0], [0, 1, 1], [1, 1, 1]],
+            "seasonal_order": [[0, 1, 1]] if seasonal else [[0, 0, 0]]}})
+    if problem.is_multivariate:
+        specs.append({"family": "varmax", "search": {"order": [[1, 0], [2, 0]]}})
+    n_series = len(data.series_ids)
+    if n_series >= GLOBAL_MIN_SERIES and median >= 2 * season + problem.horizon:
+        specs.append({"family": "gradient_boosting",
+                      "params": {"lags": max(season, 4), "differencing": 1}})
+    specs.append({"family": "seasonal_naive" if seasonal else "naive"})
+    return [ModelSpec(**spec) for spec in specs]

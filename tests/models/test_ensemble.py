@@ -1,0 +1,131 @@
+"""The ensemble family: per-series choice, combinations, calibrated intervals, ragged ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forecastflow import storage
+from forecastflow.data.series import DATE, SERIES
+from forecastflow.models import Ensemble, ModelError, build_model
+from forecastflow.models.transforms import ForecastPipeline
+
+MEMBERS = [{"family": "seasonal_naive"}, {"family": "drift"}, {"family": "naive"}]
+
+
+def two_kinds(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    """Series ``seasonal`` (a pure yearly cycle: seasonal naive is right) and ``trend`` (a
+    straight line: drift is right), with a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    dates = pd.date_range("2015-01-01", periods=n, freq="MS", name=DATE)
+    seasonal = 100 + 20 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.5, n)
+    trend = 50 + 3.0 * t + rng.normal(0, 0.5, n)
+    return pd.concat({"seasonal": pd.DataFrame({"y": seasonal}, index=dates),
+                      "trend": pd.DataFrame({"y": trend}, index=dates)}, names=[SERIES, DATE])
+
+
+def ensemble(**params: object) -> Ensemble:
+    return build_model("ensemble", {"members": MEMBERS, **params}, season_length=12,
+                       horizon=6)
+
+
+def test_each_series_gets_the_member_that_forecasts_it_best():
+    model = ensemble().fit(two_kinds())
+    assert model.choice_ == {"seasonal": [0], "trend": [1]}
+    assert model.wins() == {"drift": 1, "seasonal_naive": 1}
+    table = model.choice_table()
+    assert list(table[SERIES]) == ["seasonal", "trend"]
+    assert list(table["family"]) == ["seasonal_naive", "drift"]
+    assert {"mae: seasonal_naive", "mae: drift", "mae: naive"} <= set(table.columns)
+    # Only the members some series uses are fitted, each on its own series.
+    assert set(model.members_) == {0, 1}
+    assert set(model.members_[1].last_) == {"trend"}
+
+
+def test_forecasts_are_the_chosen_members_forecasts():
+    y = two_kinds()
+    model = ensemble(calibrate=False).fit(y)
+    fc = model.predict(6)
+    alone = build_model("drift", {}).fit(y.xs("trend", level=SERIES).asfreq("MS"))
+    np.testing.assert_allclose(fc.mean.loc["trend", "y"].to_numpy(),
+                               alone.predict(6).mean["y"].to_numpy())
+    np.testing.assert_allclose(fc.upper.loc["trend", "y"].to_numpy(),
+                               alone.predict(6).upper["y"].to_numpy())
+
+
+@pytest.mark.parametrize("how", ["mean", "median"])
+def test_combinations_of_the_top_members(how):
+    y = two_kinds()
+    model = ensemble(combination=how, top_k=3 if how == "median" else 2,
+                     calibrate=False).fit(y)
+    fc = model.predict(4).mean.loc["trend", "y"].to_numpy()
+    single = y.xs("trend", level=SERIES).asfreq("MS")
+    parts = {m["family"]: build_model(m["family"], {}, season_length=12).fit(single).predict(
+        4).mean["y"].to_numpy() for m in MEMBERS}
+    chosen = [MEMBERS[i]["family"] for i in model.choice_["trend"]]
+    expected = (np.median if how == "median" else np.mean)([parts[f] for f in chosen], axis=0)
+    np.testing.assert_allclose(fc, expected)
+    assert chosen[0] == "drift"
+
+
+def test_calibration_moves_interval_width_towards_the_nominal_coverage():
+    rng = np.random.default_rng(3)
+    dates = pd.date_range("2010-01-01", periods=80, freq="MS", name=DATE)
+    frames = {f"s{k}": pd.DataFrame({"y": 100 + np.cumsum(rng.normal(0, 1, 80))}, index=dates)
+              for k in range(12)}
+    y = pd.concat(frames, names=[SERIES, DATE])
+    raw = ensemble(calibrate=False, windows=3).fit(y)
+    calibrated = ensemble(windows=3).fit(y)
+    assert calibrated.factors_ is not None and len(calibrated.factors_) == 6
+    assert all(0.2 <= f <= 5.0 for f in calibrated.factors_)
+    a, b = raw.predict(6), calibrated.predict(6)
+    np.testing.assert_allclose(a.mean.to_numpy(), b.mean.to_numpy())
+    ratio = ((b.upper - b.mean) / (a.upper - a.mean)).to_numpy().ravel()
+    steps = np.tile(np.arange(6), 12)
+    np.testing.assert_allclose(ratio, np.asarray(calibrated.factors_)[steps], rtol=1e-9)
+
+
+def test_ragged_series_are_validated_and_forecast_from_their_own_ends():
+    y = two_kinds()
+    y = y.drop(index=y.loc["trend"].index[-5:].map(lambda d: ("trend", d)))
+    model = ensemble().fit(y)
+    fc = model.predict(3)
+    starts = fc.mean.reset_index().groupby(SERIES)[DATE].min()
+    assert starts["seasonal"] == pd.Timestamp("2020-01-01")
+    assert starts["trend"] == pd.Timestamp("2019-08-01")
+    assert model.choice_["trend"] == [1]
+
+
+def test_single_series_pipeline_round_trip_and_update(tmp_path):
+    y = two_kinds().xs("trend", level=SERIES).asfreq("MS")
+    model = ForecastPipeline(ensemble(), "log").fit(y.iloc[:-6])
+    assert model.model_.choice_ == {"_": [1]}
+    loaded = storage.read_model(storage.write_model(model, tmp_path / "m.pkl"))
+    pd.testing.assert_frame_equal(loaded.predict(6).mean, model.predict(6).mean)
+    moved = model.update(y)
+    assert moved.predict(1).mean.index[0] == y.index[-1] + pd.offsets.MonthBegin()
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"combination": "vote"}, ["combination", "'vote'"]),
+    ({"combination": "best", "top_k": 2}, ["'best'", "top_k"]),
+    ({"combination": "mean", "top_k": 4}, ["top_k", "3 member"]),
+    ({"windows": 0}, ["windows", "0"]),
+    ({"members": [{"family": "prophet"}]}, ["prophet"]),
+    ({"members": [{"family": "ets", "params": {"alpha": 1}}]}, ["ets", "alpha"]),
+    ({"members": [{"family": "ensemble"}]}, ["ensemble member"]),
+    ({"members": [{"family": "naive", "lags": 2}]}, ["unknown keys", "lags"]),
+])
+def test_bad_parameters_are_refused_by_name(params, words):
+    with pytest.raises(ModelError) as info:
+        build_model("ensemble", {"members": MEMBERS, **params}, season_length=12,
+                    horizon=6).fit(two_kinds())
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_default_members_follow_the_season():
+    assert [m["family"] for m in Ensemble(season_length=12).member_specs()] == [
+        "ets", "theta", "seasonal_naive"]
+    assert Ensemble(season_length=1).member_specs()[-1]["family"] == "naive"
