@@ -20,7 +20,7 @@ from airflow.sdk import Param, dag, get_current_context, task
 
 from forecastflow.orchestration.constants import DEFAULT_ARGS, MAX_SEARCH_TASKS, champion_asset
 from forecastflow.orchestration.spec import (
-    FAMILY_NAMES,
+    DEFAULT_CANDIDATES,
     METRIC_NAMES,
     DagSpec,
     discover,
@@ -44,7 +44,8 @@ def params(spec: DagSpec) -> dict[str, Param]:
     """The trigger form: every field titled, bounded and validated. The common choices open
     in "Run Parameters"; search budget and backtest settings in a collapsed section."""
     advanced = "Search and backtest settings"
-    families = list(spec.families) or list(FAMILY_NAMES)
+    # Without models in the YAML, the candidates come from the data: every possible default.
+    families = list(spec.families) or list(DEFAULT_CANDIDATES)
     limit = max(spec.max_horizon, spec.horizon)
     return {
         # Fixed per DAG: passed to every run, not shown in the form.
@@ -53,7 +54,8 @@ def params(spec: DagSpec) -> dict[str, Param]:
                           examples=families, minItems=1, uniqueItems=True,
                           items={"type": "string", "enum": families},
                           description="Model families to search, among those the problem's "
-                          "YAML declares."),
+                          "YAML declares (or, without a list there, the default candidates "
+                          "the data call for)."),
         "horizon": Param(spec.horizon, type="integer", title="Horizon", minimum=1,
                          maximum=limit, description=f"Periods to forecast and to backtest per "
                          f"window (1 to {limit})."),

@@ -12,7 +12,10 @@ from forecastflow.orchestration import spec
 
 
 def test_family_and_metric_names_equal_the_library():
+    from forecastflow.evaluation.defaults import POSSIBLE
+
     assert set(spec.FAMILY_NAMES) == set(FAMILIES)
+    assert spec.DEFAULT_CANDIDATES == POSSIBLE
     assert set(spec.METRIC_NAMES) == set(METRICS) == set(typing.get_args(MetricName))
 
 
@@ -46,4 +49,4 @@ def test_every_shipped_problem_reads_the_same_both_ways():
         assert (light.name, light.horizon, light.max_horizon, light.schedule, light.metric,
                 light.windows) == (full.name, full.horizon, full.horizon_limit, full.schedule,
                                    full.metric, full.backtest.windows)
-        assert light.families == [m.family for m in full.models]
+        assert light.families == [m.family for m in full.models or []]

@@ -21,6 +21,8 @@ from forecastflow.data.problem import ModelSpec, ProblemConfig
 from forecastflow.data.series import SeriesData
 
 GLOBAL_MIN_SERIES = 20
+# Every family a default candidate set may hold (the DAG form offers these).
+POSSIBLE = ("ensemble", "sarimax", "varmax", "gradient_boosting", "seasonal_naive", "naive")
 
 
 def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:

@@ -87,3 +87,19 @@ def plot_backtest(predictions: pd.DataFrame, history: pd.DataFrame, path: str | 
         _title(ax, sid, target)
         ax.legend(loc="upper left", fontsize=6, ncol=4)
     return _save(fig, path, title)
+
+
+def plot_wins(wins: dict[str, int], path: Path, title: str) -> Path:
+    """A bar per family: how many series the per-series choice gives it."""
+    plt = _pyplot()
+    names = sorted(wins, key=lambda k: -wins[k])
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(names) + 1.5))
+    ax.barh(names[::-1], [wins[n] for n in names[::-1]], color="#4c72b0")
+    for i, name in enumerate(names[::-1]):
+        ax.text(wins[name], i, f" {wins[name]}", va="center", fontsize=9)
+    ax.set_xlabel("series")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

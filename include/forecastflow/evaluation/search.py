@@ -189,10 +189,16 @@ def plan_trials(problem: ProblemConfig, families: list[str] | None = None,
         log.info("problem %s declares no models; default candidates: %s", problem.name,
                  [s.family for s in specs])
     if families:
-        unknown = sorted(set(families) - {s.family for s in specs})
+        from forecastflow.evaluation.defaults import POSSIBLE
+
+        known = {s.family for s in specs} if problem.models else set(POSSIBLE)
+        unknown = sorted(set(families) - known)
         if unknown:
             raise ProblemConfigError(f"families {unknown} are not candidates of problem "
-                                     f"{problem.name!r}; candidates: {[s.family for s in specs]}")
+                                     f"{problem.name!r}; candidates: {sorted(known)}")
+        if not {s.family for s in specs} & set(families):
+            raise ProblemConfigError(f"none of the families {sorted(families)} is a default "
+                                     f"candidate for these data: {[s.family for s in specs]}")
     trials = []
     for spec in specs:
         if families and spec.family not in families:

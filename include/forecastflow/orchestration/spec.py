@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 # Copies of forecastflow.models.FAMILIES, metrics.METRICS and the YAML defaults (importing
 # those would import pandas at DAG parse time); tests/orchestration/test_spec.py checks them.
 FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting",
-                "ets", "theta")
+                "ets", "theta", "ensemble")
+# forecastflow.evaluation.defaults.POSSIBLE: the form's choices when the YAML lists no models.
+DEFAULT_CANDIDATES = ("ensemble", "sarimax", "varmax", "gradient_boosting", "seasonal_naive",
+                      "naive")
 METRIC_NAMES = ("mase", "rmse", "mae", "mape", "smape", "coverage")
 CRON_PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@weekly": "0 0 * * 0",
                 "@monthly": "0 0 1 * *", "@quarterly": "0 0 1 */3 *", "@yearly": "0 0 1 1 *"}

@@ -186,7 +186,33 @@ def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
     path = storage.write_model(model, run_dir(ctx) / "model" / "model.pkl")
     log.info("fitted %s on %d rows up to %s: %s", trial.family, len(data.y), validated["end"],
              path)
+    log_choices(ctx, model, validated["parent_run_id"])
     return {"model": str(path), "selected": selected, "run": validated}
+
+
+def log_choices(ctx: Context, model: Any, parent: str) -> None:
+    """For a per-series choice (ensemble), the table of which members each series uses and
+    a chart of how often each family wins, as artifacts of the run (``selection/``)."""
+    from forecastflow.evaluation.plots import plot_wins
+    from forecastflow.models import Ensemble
+
+    inner = getattr(model, "model_", model)
+    parts = list(getattr(inner, "models_", {}).values()) if not isinstance(
+        inner, Ensemble) else [inner]  # several targets: one ensemble per column
+    ensembles = [m for m in parts if isinstance(m, Ensemble)]
+    if not ensembles:
+        return
+    folder = run_dir(ctx) / "selection"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([e.choice_table() for e in ensembles], ignore_index=True)
+    table_path = folder / "per_series_choice.csv"
+    table.to_csv(table_path, index=False)
+    wins = table["family"].value_counts().to_dict()
+    chart = plot_wins(wins, folder / "family_wins.png",
+                      f"{ctx['problem']}: model family per series ({len(table)} series)")
+    tracking.log_artifacts(parent, [table_path, chart], "selection")
+    tracking.log_run(parent, tags={"per_series_wins": json.dumps(wins)})
+    log.info("per-series choice: %s (selection/per_series_choice.csv)", wins)
 
 
 def evaluate(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
