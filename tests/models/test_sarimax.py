@@ -45,7 +45,10 @@ def test_bad_order_and_trend_raise_model_error(monthly):
 
 def test_constant_becomes_drift_after_differencing(monthly):
     model = Sarimax(order=(0, 1, 0), trend="c", maxiter=20).fit(monthly)
-    assert model.results_.model.trend == "t"
+    assert model.results_.model.trend == "c"  # on the differences: a drift
+    slope = np.diff(model.predict(24).mean["y"].to_numpy())
+    np.testing.assert_allclose(slope, slope[0])  # linear levels, not a quadratic
+    assert slope[0] == pytest.approx(np.diff(monthly["y"].to_numpy()).mean(), rel=0.05)
     model = Sarimax(order=(0, 1, 0), seasonal_order=(0, 1, 0), season_length=12, trend="c",
                     maxiter=20).fit(monthly)
     assert model.results_.model.trend == "n"

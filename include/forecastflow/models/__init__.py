@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from forecastflow.models.arima import AutoArima
 from forecastflow.models.base import FitError, Forecast, Forecaster, ModelError
 from forecastflow.models.boosting import GradientBoosting
 from forecastflow.models.ensemble import Ensemble
@@ -18,7 +19,7 @@ from forecastflow.models.varmax import Varmax
 FAMILIES: dict[str, type[Forecaster]] = {
     cls.family: cls
     for cls in (Naive, SeasonalNaive, Drift, Sarimax, Varmax, GradientBoosting, Ets,
-                Theta, Ensemble)
+                Theta, AutoArima, Ensemble)
 }
 BASELINE = "seasonal_naive"
 
@@ -50,6 +51,7 @@ def build_model(family: str, params: dict[str, Any] | None = None, *, coverage: 
 __all__ = [
     "BASELINE",
     "FAMILIES",
+    "AutoArima",
     "Drift",
     "Ensemble",
     "Ets",

@@ -54,8 +54,10 @@ class Sarimax(StateSpaceForecaster):
         if self.trend not in ("n", "c", "t", "ct"):
             raise ModelError(f"sarimax trend must be n, c, t or ct, got {self.trend!r}")
         trend = self.trend
-        if trend == "c" and (order[1] + seasonal[1]) > 0:
-            trend = "t" if order[1] + seasonal[1] == 1 else "n"  # constant after differencing
+        if trend == "c" and (order[1] + seasonal[1]) > 1:
+            # statsmodels applies the trend to the differenced series: after one difference a
+            # constant is a drift (linear levels); after two it would be a quadratic.
+            trend = "n"
         return SARIMAX(endog[:, 0], exog=exog, order=order, seasonal_order=seasonal,
                        trend=trend)
 
