@@ -23,12 +23,15 @@ from competitions import Competition
 HERE = Path(__file__).resolve().parent
 PEERS_VENV = Path(os.environ.get("FORECASTFLOW_PEERS_VENV", HERE / ".peers-venv"))
 PEERS = ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive")
-# The ForecastFlow variants measured: name -> ensemble parameters.
-VARIANTS = {
-    "ensemble best": {"combination": "best"},
-    "ensemble mean top-2": {"combination": "mean", "top_k": 2},
-}
-
+# The ForecastFlow variants measured, all from one ensemble fit: (combination, top_k); None
+# is every member.
+VARIANTS = {"best": ("best", 1), "mean top-2": ("mean", 2), "mean all": ("mean", None),
+            "median all": ("median", None)}
+# Members: automatic ETS and Theta, seasonal naive; auto ARIMA too on single series (its
+# stepwise search costs seconds per series on statsmodels).
+PANEL_MEMBERS = [{"family": "ets"}, {"family": "theta"}, {"family": "seasonal_naive"}]
+SINGLE_MEMBERS = [*PANEL_MEMBERS[:2], {"family": "auto_arima", "transform": "log"},
+                  PANEL_MEMBERS[2]]
 
 def peers_python() -> Path:
     """The peers' interpreter, creating their virtualenv the first time."""
@@ -66,22 +69,28 @@ def run_peers(comp: Competition, jobs: int, models: tuple[str, ...] = PEERS,
     return {m: (frame[frame["model"] == m].drop(columns="model"), seconds[m]) for m in models}
 
 
-def run_forecastflow(comp: Competition, params: dict) -> tuple[pd.DataFrame, float, dict]:
-    """The ensemble fitted on the training part: forecasts, wall seconds, family wins."""
+def run_forecastflow(comp: Competition) -> tuple[dict[str, pd.DataFrame], float, dict]:
+    """One ensemble fitted on the training part (every member on every series), and each
+    variant's forecasts (series_id, date, mean, lower, upper); wall seconds; family wins of
+    the per-series best."""
     from forecastflow.models import build_model
-    from forecastflow.models.transforms import ForecastPipeline
 
+    members = SINGLE_MEMBERS if comp.n_series == 1 else PANEL_MEMBERS
     y = comp.train.set_index(["series_id", "date"])[["value"]]
-    start = time.perf_counter()
-    model = ForecastPipeline(build_model("ensemble", params, season_length=comp.season,
-                                         horizon=comp.horizon))
     if comp.n_series == 1:
         y = y.droplevel("series_id")
         y.index = pd.DatetimeIndex(y.index, freq=comp.freq, name="date")
-    fc = model.fit(y).predict(comp.horizon)
+    start = time.perf_counter()
+    model = build_model("ensemble", {"members": members, "combination": "mean",
+                                     "top_k": len(members)},
+                        season_length=comp.season, horizon=comp.horizon).fit(y)
     seconds = time.perf_counter() - start
-    long = fc.to_long().rename(columns={"forecast": "mean"})
-    if "series_id" not in long:
-        long.insert(0, "series_id", comp.train["series_id"].iloc[0])
-    long["date"] = pd.to_datetime(long["date"]).astype("datetime64[ns]")
-    return long[["series_id", "date", "mean", "lower", "upper"]], seconds, model.model_.wins()
+    out = {}
+    for name, (how, k) in VARIANTS.items():
+        variant = model.variant(how, k or len(members))
+        long = variant.predict(comp.horizon).to_long().rename(columns={"forecast": "mean"})
+        if "series_id" not in long:
+            long.insert(0, "series_id", comp.train["series_id"].iloc[0])
+        long["date"] = pd.to_datetime(long["date"]).astype("datetime64[ns]")
+        out[name] = long[["series_id", "date", "mean", "lower", "upper"]]
+    return out, seconds, model.variant("best", 1).wins()

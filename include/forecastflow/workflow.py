@@ -14,6 +14,7 @@ import pandas as pd
 from forecastflow.data.problem import ProblemConfig
 from forecastflow.data.series import SeriesData
 from forecastflow.data.validation import load_data, validate  # noqa: F401 - re-exported
+from forecastflow.evaluation import calibration
 from forecastflow.evaluation.backtest import BacktestResult, BacktestSpec, backtest
 from forecastflow.evaluation.search import (
     Selection,
@@ -25,17 +26,18 @@ from forecastflow.evaluation.search import (
     select,
     window_table,
 )
-from forecastflow.models.base import Forecast
-from forecastflow.models.transforms import ForecastPipeline, hold_last_exog
+from forecastflow.models.base import Forecast, Forecaster
+from forecastflow.models.transforms import hold_last_exog
 
 log = logging.getLogger(__name__)
 
 
-def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig) -> ForecastPipeline:
-    """Fit the selected trial on all the data."""
-    model = trial.build(problem, data.season)
-    model.fit(data.y, data.X)
-    return model
+def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig,
+              predictions: pd.DataFrame | None = None) -> Forecaster:
+    """Fit the selected trial on all the data; with its backtest ``predictions`` (and
+    ``calibrate_intervals``), its intervals calibrated on them."""
+    model = calibration.calibrated(trial.build(problem, data.season), problem, predictions)
+    return model.fit(data.y, data.X)
 
 
 def evaluate_trial(trial: Trial, data: SeriesData, problem: ProblemConfig) -> BacktestResult:
@@ -49,7 +51,7 @@ class RunReport:
     problem: str
     selection: Selection
     baseline: TrialResult
-    model: ForecastPipeline
+    model: Forecaster
     backtest: BacktestResult
     forecast: Forecast
     trials: list[TrialResult]
@@ -98,7 +100,7 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     evaluation = (evaluate_trial(best.trial, data, problem) if best.predictions is None else
                   BacktestResult(window_table(best).assign(
                       cutoff=lambda t: pd.to_datetime(t["cutoff"])), best.predictions))
-    model = fit_final(best.trial, data, problem)
+    model = fit_final(best.trial, data, problem, evaluation.predictions)
     # Without known future exog, the demo forecast holds them at their last values.
     future = hold_last_exog(data.X, data.freq, problem.horizon) if model.exog_ else None
     forecast = model.predict(problem.horizon, future)

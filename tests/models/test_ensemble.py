@@ -27,8 +27,8 @@ def two_kinds(n: int = 60, seed: int = 0) -> pd.DataFrame:
 
 
 def ensemble(**params: object) -> Ensemble:
-    return build_model("ensemble", {"members": MEMBERS, **params}, season_length=12,
-                       horizon=6)
+    params = {"members": MEMBERS, "combination": "best", "top_k": 1, **params}
+    return build_model("ensemble", params, season_length=12, horizon=6)
 
 
 def test_each_series_gets_the_member_that_forecasts_it_best():
@@ -101,7 +101,7 @@ def test_ragged_series_are_validated_and_forecast_from_their_own_ends():
 def test_single_series_pipeline_round_trip_and_update(tmp_path):
     y = two_kinds().xs("trend", level=SERIES).asfreq("MS")
     model = ForecastPipeline(ensemble(), "log").fit(y.iloc[:-6])
-    assert model.model_.choice_ == {"_": [1]}
+    assert model.model_.choice_["_"] != [0]  # a trend: not seasonal naive
     loaded = storage.read_model(storage.write_model(model, tmp_path / "m.pkl"))
     pd.testing.assert_frame_equal(loaded.predict(6).mean, model.predict(6).mean)
     moved = model.update(y)
@@ -123,6 +123,22 @@ def test_bad_parameters_are_refused_by_name(params, words):
         build_model("ensemble", {"members": MEMBERS, **params}, season_length=12,
                     horizon=6).fit(two_kinds())
     assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_variants_reuse_one_validation():
+    model = ensemble(combination="mean", top_k=3).fit(two_kinds())
+    best = model.variant("best", 1)
+    assert best.choice_ == {"seasonal": [0], "trend": [1]}
+    assert model.choice_["trend"][0] == 1 and len(model.choice_["trend"]) == 3
+    refit = ensemble().fit(two_kinds())
+    np.testing.assert_allclose(best.predict(6).mean.to_numpy(), refit.predict(6).mean.to_numpy())
+    narrow = ensemble().fit(two_kinds())
+    with pytest.raises(ModelError, match=r"members .* were not fitted"):
+        narrow.variant("mean", 3)
+    import pickle
+
+    with pytest.raises(ModelError, match="validation forecasts"):
+        pickle.loads(pickle.dumps(model)).variant("best", 1)
 
 
 def test_default_members_follow_the_season():

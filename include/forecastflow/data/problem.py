@@ -167,6 +167,9 @@ class ProblemConfig(_Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     coverage: float = Field(default=0.9, gt=0.0, lt=1.0)
+    # Scale the champion's interval half-widths per step so its backtest errors are covered
+    # at the nominal rate (forecastflow.evaluation.calibration).
+    calibrate_intervals: bool = True
     schedule: str | None = "@daily"
     max_trials: int = Field(default=20, ge=1)
     seed: int = 0

@@ -132,12 +132,8 @@ class Ensemble(Forecaster):
         horizon = int(self.horizon or max(self.season_length or 1, 1))
         errors, forecasts = self._validate(specs, panel, Xp, horizon)
         self.scores_ = errors  # series x member: mean absolute validation error
-        ranked = np.argsort(np.where(np.isfinite(errors.to_numpy()), errors.to_numpy(),
-                                     np.inf), axis=1, kind="stable")
-        k = int(self.top_k)
-        self.choice_ = {sid: [int(i) for i in row[:k]]
-                        for sid, row in zip(errors.index, ranked, strict=True)}
-        self.factors_ = self._calibration(forecasts, horizon) if self.calibrate else None
+        self.validation_ = forecasts  # not pickled (see __getstate__)
+        self._choose(horizon)
         self.members_ = {}
         for i in sorted({i for chosen in self.choice_.values() for i in chosen}):
             sids = self.users(i)
@@ -146,6 +142,39 @@ class Ensemble(Forecaster):
                           "wins": self.wins(), "seconds": time.perf_counter() - start}
         log.info("ensemble: %d series, %s of %s; wins %s", len(self.choice_), self.combination,
                  self.labels(), self.wins())
+
+    def _choose(self, horizon: int) -> None:
+        """Each series' ``top_k`` members by validation error; the interval factors."""
+        errors = self.scores_.to_numpy()
+        ranked = np.argsort(np.where(np.isfinite(errors), errors, np.inf), axis=1,
+                            kind="stable")
+        k = int(self.top_k)
+        self.choice_ = {sid: [int(i) for i in row[:k]]
+                        for sid, row in zip(self.scores_.index, ranked, strict=True)}
+        self.factors_ = (self._calibration(self.validation_, horizon) if self.calibrate
+                         else None)
+
+    def variant(self, combination: str, top_k: int) -> Ensemble:
+        """This fitted ensemble with another combination, from the same validation (no
+        refit): every member the new choice needs must have been fitted (fit with
+        ``top_k`` = all members to compare them all). Only before pickling."""
+        if not hasattr(self, "validation_"):
+            raise ModelError("ensemble.variant needs the validation forecasts of a fit in "
+                             "this process")
+        new = self.clone()
+        new.combination, new.top_k = combination, top_k
+        new._check()
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k.endswith("_")})
+        new._choose(len(self.factors_ or []) or int(self.horizon or 1))
+        missing = sorted({i for c in new.choice_.values() for i in c} - set(self.members_))
+        if missing:
+            raise ModelError(f"ensemble.variant: members {missing} were not fitted")
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("validation_", None)  # large, and only needed while choosing
+        return state
 
     def _validate(self, specs: list[dict[str, Any]], y: pd.DataFrame, X: pd.DataFrame | None,
                   horizon: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -158,6 +187,7 @@ class Ensemble(Forecaster):
         counts = np.zeros((len(sids), len(specs)))
         rows = []
         min_train = 2 * (self.season_length or 1) + 3
+        fitted: dict[int, tuple[Forecaster, frozenset[str]]] = {}
         for w in range(int(self.windows), 0, -1):
             cut = length - horizon * w  # each series' own origin
             train = (position < cut) & (cut >= min_train)
@@ -165,11 +195,11 @@ class Ensemble(Forecaster):
             if not train.any():
                 continue
             actual = y[test].iloc[:, 0]
+            members = frozenset(y[train].index.get_level_values(SERIES))
             for i, spec in enumerate(specs):
                 try:
-                    model = self._build(spec).fit(
-                        _level_freq(y[train], self.freq_),
-                        None if X is None else _level_freq(X[train], self.freq_))
+                    model = self._window_model(spec, fitted.get(i), y, X, train, members)
+                    fitted[i] = (model, members)
                     future = None if X is None or not model.exog_ else X[test]
                     fc = model.predict(horizon, future)
                 except (FitError, ModelError, np.linalg.LinAlgError) as err:
@@ -193,6 +223,22 @@ class Ensemble(Forecaster):
                                   columns=self.labels())
         forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         return errors, forecasts
+
+    def _window_model(self, spec: dict[str, Any],
+                      previous: tuple[Forecaster, frozenset[str]] | None, y: pd.DataFrame,
+                      X: pd.DataFrame | None, train: np.ndarray,
+                      series: frozenset[str]) -> Forecaster:
+        """The member for one validation window: the previous window's fit moved to the new
+        origins (same parameters, no re-estimation) when it covers the same ``series``, else
+        a fit on this window's training rows."""
+        rows = (_level_freq(y[train], self.freq_),
+                None if X is None else _level_freq(X[train], self.freq_))
+        if previous is not None and previous[1] == series:
+            try:
+                return previous[0].update(*rows)
+            except ModelError:
+                pass  # a member that cannot move its origin is refitted
+        return self._build(spec).fit(*rows)
 
     def _calibration(self, forecasts: pd.DataFrame, horizon: int) -> list[float] | None:
         """Per step, the factor on the half-widths that covers ``coverage`` of the

@@ -175,14 +175,21 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
 def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
     """Fit the winner on all data up to the cutoff (alongside ``evaluate``)."""
     from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation.calibration import calibrated
     from forecastflow.evaluation.search import Trial
 
     validated = selected["run"]
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
     trial = Trial.from_dict(selected["trial"])
+    predictions = (pd.concat([storage.read_frame(p) for p in selected["predictions"]],
+                             ignore_index=True) if selected.get("predictions") else None)
     with limited(2, "fit"):
-        model = trial.build(problem, data.season).fit(data.y, data.X)
+        model = calibrated(trial.build(problem, data.season), problem, predictions).fit(
+            data.y, data.X)
+    if getattr(model, "factors", None):
+        tracking.log_run(validated["parent_run_id"], tags={
+            "interval_factors": json.dumps([round(f, 4) for f in model.factors])})
     path = storage.write_model(model, run_dir(ctx) / "model" / "model.pkl")
     log.info("fitted %s on %d rows up to %s: %s", trial.family, len(data.y), validated["end"],
              path)
@@ -224,6 +231,7 @@ def evaluate(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
 def _evaluate(ctx: Context, validated: dict[str, Any],
               selected: dict[str, Any]) -> dict[str, Any]:
     from forecastflow.data.series import SeriesData
+    from forecastflow.evaluation import calibration
     from forecastflow.evaluation.backtest import BacktestResult, BacktestSpec, backtest
     from forecastflow.evaluation.plots import plot_backtest
     from forecastflow.evaluation.search import Trial, baseline_trial
@@ -252,13 +260,21 @@ def _evaluate(ctx: Context, validated: dict[str, Any],
                                    title=f"{problem.name}: {trial.family}, window {window} "
                                          f"(cutoff {pd.Timestamp(part['cutoff'].iloc[0]).date()})"))
     metrics, base = result.metrics(), baseline.metrics()
+    checked = (calibration.checked_coverage(result.predictions, problem.coverage,
+                                            problem.horizon)
+               if problem.calibrate_intervals and not result.predictions.empty else None)
     tracking.log_run(validated["parent_run_id"],
                      metrics={**tracking.metric_names(metrics),
                               **tracking.metric_names(base, tracking.BASELINE_PREFIX),
-                              "failed_windows": result.n_failed})
+                              "failed_windows": result.n_failed,
+                              **({"coverage_calibrated": checked} if checked is not None
+                                 else {})})
     tracking.log_artifacts(validated["parent_run_id"], [table_path, *plots], "evaluation")
-    log.info("backtest %s: %s; seasonal naive: %s", trial.family, _fmt(metrics), _fmt(base))
-    return {"metrics": metrics, "baseline": base, "windows": str(table_path),
+    log.info("backtest %s: %s; seasonal naive: %s; calibrated coverage (each window scaled "
+             "by factors from the others): %s", trial.family, _fmt(metrics), _fmt(base),
+             "n/a" if checked is None else f"{checked:.3f}")
+    return {"metrics": metrics, "baseline": base, "coverage_calibrated": checked,
+            "windows": str(table_path),
             "cutoffs": [str(c) for c in result.windows["cutoff"]], "run": validated}
 
 

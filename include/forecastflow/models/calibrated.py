@@ -1,0 +1,76 @@
+"""Intervals that mean what they say: a fitted model's half-widths scaled per step ahead.
+
+The factors come from backtest errors (``forecastflow.evaluation.calibration``): at step h,
+the ``coverage`` quantile of |actual - forecast| / half-width on the side the actual fell.
+A model whose intervals were too wide (a factor below 1) or too narrow (above 1) then covers
+about the nominal share. Points are unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forecastflow.data.series import SERIES
+from forecastflow.models.base import Forecast, Forecaster, ModelError
+
+
+class Calibrated(Forecaster):
+    """``model`` with its interval half-widths multiplied by ``factors[step - 1]`` (the last
+    factor beyond the calibrated steps)."""
+
+    family = "calibrated"
+
+    def __init__(self, model: Forecaster, factors: list[float]) -> None:
+        self.model = model
+        self.factors = factors
+
+    @property
+    def capabilities(self) -> dict[str, bool]:  # type: ignore[override]
+        return self.model.capabilities
+
+    @property
+    def coverage(self) -> float:
+        return self.model.coverage
+
+    @property
+    def fit_info_(self) -> dict[str, object]:
+        return getattr(self.model_, "fit_info_", {"converged": True, "warnings": []})
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        factors = np.asarray(self.factors, dtype=float)
+        if factors.ndim != 1 or not len(factors) or not np.all(np.isfinite(factors)) or (
+                factors <= 0).any():
+            raise ModelError(f"calibration factors must be positive numbers, got "
+                             f"{self.factors!r}")
+        self.model_ = self.model.clone().fit(y, X)
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self.model_ = self.model_.update(y, X)
+
+    def predict(self, horizon: int, X: pd.DataFrame | None = None) -> Forecast:
+        if not hasattr(self, "model_"):
+            raise ModelError("calibrated: call fit before predict")
+        fc = self.model_.predict(horizon, X)
+        return scale_intervals(fc, self.factors)
+
+    def __getattr__(self, name: str) -> object:
+        # Fitted attributes of the wrapped model (exog_, last_, ...) that this one lacks.
+        if name.endswith("_") and not name.startswith("__") and "model_" in self.__dict__:
+            return getattr(self.__dict__["model_"], name)
+        raise AttributeError(name)
+
+
+def scale_intervals(fc: Forecast, factors: list[float]) -> Forecast:
+    """``fc`` with each row's half-widths times the factor of its step ahead."""
+    mean = fc.mean
+    if isinstance(mean.index, pd.MultiIndex):
+        steps = mean.groupby(level=SERIES, sort=False).cumcount().to_numpy()
+    else:
+        steps = np.arange(len(mean))
+    factor = np.asarray(factors, dtype=float)[np.minimum(steps, len(factors) - 1)][:, None]
+    m = mean.to_numpy(dtype=float)
+    lower = m - factor * np.maximum(m - fc.lower.to_numpy(dtype=float), 0.0)
+    upper = m + factor * np.maximum(fc.upper.to_numpy(dtype=float) - m, 0.0)
+    return Forecast(mean, pd.DataFrame(lower, index=mean.index, columns=mean.columns),
+                    pd.DataFrame(upper, index=mean.index, columns=mean.columns), fc.coverage)
