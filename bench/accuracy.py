@@ -68,6 +68,10 @@ def holdout_mase(problem: object, data: object) -> tuple[float, float, str]:
     return model, naive.metrics()["mase"], trial.family
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="+", default=None)
@@ -90,6 +94,7 @@ def main() -> int:
                "family": best.trial.family, "params": best.trial.params,
                "mase": best.metrics["mase"], "naive_mase": report.baseline.metrics["mase"],
                "ratio": report.ratio, "coverage": best.metrics["coverage"],
+               "coverage_calibrated": report.coverage_calibrated,
                "trials": len(report.trials), "seconds": seconds, "seasonal": data.season > 1}
         if name in STATSFORECAST_HOLDOUT:
             (row["holdout_mase"], row["holdout_naive_mase"],
@@ -97,15 +102,17 @@ def main() -> int:
         rows.append(row)
         print(f"{name:10s} {row['family']:18s} MASE {row['mase']:.3f}  seasonal-naive "
               f"{row['naive_mase']:.3f}  ratio {row['ratio']:.3f}  coverage "
-              f"{row['coverage']:.2f}  {row['trials']} trials  {seconds:.1f}s", flush=True)
+              f"{row['coverage']:.2f} (calibrated {_fmt(row['coverage_calibrated'])})  "
+              f"{row['trials']} trials  {seconds:.1f}s", flush=True)
 
     print("\n| dataset | series | windows x h | selected | MASE | seasonal naive | ratio | "
-          "coverage | wall s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "coverage | calibrated coverage | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['series']} | {r['windows']} x {r['horizon']} | "
               f"{r['family']} | {r['mase']:.3f} | {r['naive_mase']:.3f} | {r['ratio']:.3f} | "
-              f"{r['coverage']:.2f} | {r['seconds']:.1f} |")
+              f"{r['coverage']:.2f} | {_fmt(r['coverage_calibrated'])} | "
+              f"{r['seconds']:.1f} |")
     holdouts = [r for r in rows if "holdout_mase" in r]
     if holdouts:
         print("\nSingle holdout of one season, model searched without it (reference: "

@@ -58,6 +58,7 @@ class RunReport:
     seconds: float
     fingerprint: str
     metric: str = "mase"
+    coverage_calibrated: float | None = None  # each backtest window scaled by the others
 
     @property
     def ratio(self) -> float:
@@ -104,5 +105,8 @@ def run_problem(problem: ProblemConfig, families: list[str] | None = None,
     # Without known future exog, the demo forecast holds them at their last values.
     future = hold_last_exog(data.X, data.freq, problem.horizon) if model.exog_ else None
     forecast = model.predict(problem.horizon, future)
+    checked = (calibration.checked_coverage(evaluation.predictions, problem.coverage,
+                                            problem.horizon)
+               if problem.calibrate_intervals and not evaluation.predictions.empty else None)
     return RunReport(problem.name, selection, baseline, model, evaluation, forecast, results,
-                     time.perf_counter() - start, data.fingerprint(), problem.metric)
+                     time.perf_counter() - start, data.fingerprint(), problem.metric, checked)

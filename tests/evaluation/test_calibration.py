@@ -28,7 +28,13 @@ def predictions(half: float, sigma: float, windows: int = 4, n: int = 60, horizo
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("half", [0.8, 1.645, 4.0])
+def test_intervals_that_already_cover_are_left_alone():
+    preds = predictions(1.645, 1.0)
+    assert calibration.factors(preds, 0.9, 3) is None
+    assert calibration.checked_coverage(preds, 0.9, 3) == pytest.approx(0.9, abs=0.03)
+
+
+@pytest.mark.parametrize("half", [0.8, 4.0])
 def test_factors_bring_coverage_to_nominal(half):
     preds = predictions(half, 1.0)
     found = calibration.factors(preds, 0.9, 3)

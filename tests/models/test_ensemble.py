@@ -110,7 +110,6 @@ def test_single_series_pipeline_round_trip_and_update(tmp_path):
 
 @pytest.mark.parametrize(("params", "words"), [
     ({"combination": "vote"}, ["combination", "'vote'"]),
-    ({"combination": "best", "top_k": 2}, ["'best'", "top_k"]),
     ({"combination": "mean", "top_k": 4}, ["top_k", "3 member"]),
     ({"windows": 0}, ["windows", "0"]),
     ({"members": [{"family": "prophet"}]}, ["prophet"]),

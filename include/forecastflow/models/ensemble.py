@@ -47,14 +47,15 @@ def default_members(season_length: int | None) -> list[dict[str, Any]]:
 
 
 class Ensemble(Forecaster):
-    """Per-series best member, or the mean/median of the ``top_k`` best."""
+    """Per series, the mean (default) or median of the ``top_k`` best members, or the best
+    one (``combination: best``)."""
 
     family = "ensemble"
     capabilities = {"multivariate": False, "exogenous": True, "panel": True,
                     "intervals": True}
 
-    def __init__(self, members: list[dict[str, Any]] | None = None, combination: str = "best",
-                 top_k: int = 1, windows: int = 2, horizon: int | None = None,
+    def __init__(self, members: list[dict[str, Any]] | None = None, combination: str = "mean",
+                 top_k: int = 2, windows: int = 2, horizon: int | None = None,
                  calibrate: bool = True, season_length: int | None = None,
                  coverage: float = 0.9) -> None:
         self.members = members
@@ -106,17 +107,14 @@ class Ensemble(Forecaster):
         if self.combination not in COMBINATIONS:
             raise ModelError(f"ensemble combination must be one of {list(COMBINATIONS)}, got "
                              f"{self.combination!r}")
+        for spec in self.member_specs():
+            self._build(spec)  # unknown families and parameters are refused by name
         n = len(self.member_specs())
         if not 1 <= int(self.top_k) <= n:
             raise ModelError(f"ensemble top_k must be between 1 and the {n} member(s), got "
                              f"{self.top_k!r}")
-        if self.combination == "best" and int(self.top_k) != 1:
-            raise ModelError("ensemble combination 'best' uses one member per series; set "
-                             "combination 'mean' or 'median' to combine top_k > 1")
         if int(self.windows) < 1:
             raise ModelError(f"ensemble windows must be >= 1, got {self.windows!r}")
-        for spec in self.member_specs():
-            self._build(spec)  # unknown families and parameters are refused by name
 
     # Fitting -----------------------------------------------------------------------------
 
@@ -148,7 +146,7 @@ class Ensemble(Forecaster):
         errors = self.scores_.to_numpy()
         ranked = np.argsort(np.where(np.isfinite(errors), errors, np.inf), axis=1,
                             kind="stable")
-        k = int(self.top_k)
+        k = 1 if self.combination == "best" else int(self.top_k)  # best: top_k is moot
         self.choice_ = {sid: [int(i) for i in row[:k]]
                         for sid, row in zip(self.scores_.index, ranked, strict=True)}
         self.factors_ = (self._calibration(self.validation_, horizon) if self.calibrate
@@ -259,6 +257,10 @@ class Ensemble(Forecaster):
                           index=combined.index).replace([np.inf, -np.inf], np.nan).dropna()
         if len(ratio) < 20:
             return None
+        raw = float(np.mean(ratio <= 1.0))
+        if abs(raw - self.coverage) <= 2.0 * np.sqrt(
+                self.coverage * (1.0 - self.coverage) / len(ratio)):
+            return None  # covers as it should, within sampling noise
         by_step = ratio.groupby(level="step")
         pooled = float(np.quantile(ratio, self.coverage))
         factors = []
@@ -319,8 +321,9 @@ class Ensemble(Forecaster):
         sids = panel_index.get_level_values(SERIES)
         out = {}
         for key in ("mean", "lower", "upper"):
-            stack = np.full((len(panel_index), int(self.top_k)), np.nan)
-            for rank in range(int(self.top_k)):
+            k = max(len(chosen) for chosen in self.choice_.values())
+            stack = np.full((len(panel_index), k), np.nan)
+            for rank in range(k):
                 member = np.array([self.choice_[s][rank] if rank < len(self.choice_[s])
                                    else -1 for s in sids])
                 for i, values in parts.items():
