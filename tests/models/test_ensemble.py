@@ -73,13 +73,18 @@ def test_combinations_of_the_top_members(how):
 def test_calibration_moves_interval_width_towards_the_nominal_coverage():
     rng = np.random.default_rng(3)
     dates = pd.date_range("2010-01-01", periods=80, freq="MS", name=DATE)
-    frames = {f"s{k}": pd.DataFrame({"y": 100 + np.cumsum(rng.normal(0, 1, 80))}, index=dates)
-              for k in range(12)}
+    # Random walks with one early jump: in-sample residuals overstate the noise, so the
+    # members' intervals are too wide and the validation errors say so.
+    frames = {}
+    for k in range(12):
+        steps = rng.normal(0, 1, 80)
+        steps[5] = 40.0
+        frames[f"s{k}"] = pd.DataFrame({"y": 100 + np.cumsum(steps)}, index=dates)
     y = pd.concat(frames, names=[SERIES, DATE])
     raw = ensemble(calibrate=False, windows=3).fit(y)
     calibrated = ensemble(windows=3).fit(y)
     assert calibrated.factors_ is not None and len(calibrated.factors_) == 6
-    assert all(0.2 <= f <= 5.0 for f in calibrated.factors_)
+    assert all(0.2 <= f < 1.0 for f in calibrated.factors_)  # narrower
     a, b = raw.predict(6), calibrated.predict(6)
     np.testing.assert_allclose(a.mean.to_numpy(), b.mean.to_numpy())
     ratio = ((b.upper - b.mean) / (a.upper - a.mean)).to_numpy().ravel()
