@@ -14,6 +14,9 @@ import pandas as pd
 from forecastflow.data.series import SERIES
 from forecastflow.models.base import Forecast, Forecaster, ModelError
 
+MIN_POINTS = 20
+BOUNDS = (0.2, 5.0)
+
 
 class Calibrated(Forecaster):
     """``model`` with its interval half-widths multiplied by ``factors[step - 1]`` (the last
@@ -74,3 +77,37 @@ def scale_intervals(fc: Forecast, factors: list[float]) -> Forecast:
     upper = m + factor * np.maximum(fc.upper.to_numpy(dtype=float) - m, 0.0)
     return Forecast(mean, pd.DataFrame(lower, index=mean.index, columns=mean.columns),
                     pd.DataFrame(upper, index=mean.index, columns=mean.columns), fc.coverage)
+
+
+def half_width_ratios(frame: pd.DataFrame, mean: str = "forecast") -> pd.DataFrame:
+    """|actual - mean| over the half-width on the side the actual fell, with each row's
+    ``window`` and ``step``; rows without an actual or a finite ratio are left out."""
+    rows = frame.dropna(subset=["actual", mean, "lower", "upper"])
+    err = (rows["actual"] - rows[mean]).to_numpy(dtype=float)
+    half = np.where(err >= 0, rows["upper"] - rows[mean], rows[mean] - rows["lower"])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(err) / np.maximum(np.asarray(half, dtype=float), 1e-12)
+    out = pd.DataFrame({"window": rows["window"].to_numpy(), "step": rows["step"].to_numpy(),
+                        "ratio": ratio})
+    return out[np.isfinite(out["ratio"])]
+
+
+def step_factors(ratios: pd.DataFrame, coverage: float, horizon: int) -> list[float] | None:
+    """Per step ahead, the ``coverage`` quantile of the ratios (steps with fewer than
+    ``MIN_POINTS`` take the pooled one), bounded to ``BOUNDS``. None with too few points, or
+    when the intervals already cover within two binomial standard errors of ``coverage``
+    (with a few dozen points a factor would mostly fit noise)."""
+    if len(ratios) < MIN_POINTS:
+        return None
+    raw = float(np.mean(ratios["ratio"] <= 1.0))
+    if abs(raw - coverage) <= 2.0 * np.sqrt(coverage * (1.0 - coverage) / len(ratios)):
+        return None
+    pooled = float(np.quantile(ratios["ratio"], coverage))
+    by_step = dict(tuple(ratios.groupby("step")["ratio"]))
+    out = []
+    for step in range(1, horizon + 1):
+        values = by_step.get(step)
+        value = float(np.quantile(values, coverage)) if values is not None and len(
+            values) >= MIN_POINTS else pooled
+        out.append(float(np.clip(value, *BOUNDS)))
+    return out

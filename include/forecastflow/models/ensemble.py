@@ -33,6 +33,7 @@ from forecastflow.models.base import (
     Forecaster,
     ModelError,
 )
+from forecastflow.models.calibrated import half_width_ratios, step_factors
 
 log = logging.getLogger(__name__)
 
@@ -249,27 +250,8 @@ class Ensemble(Forecaster):
         how = "median" if self.combination == "median" else "mean"
         combined = picked.groupby([SERIES, "window", "step"])[
             ["actual", "mean", "lower", "upper"]].agg(
-            {"actual": "first", "mean": how, "lower": how, "upper": how})
-        err = combined["actual"] - combined["mean"]
-        half = np.where(err >= 0, combined["upper"] - combined["mean"],
-                        combined["mean"] - combined["lower"])
-        ratio = pd.Series(np.abs(err.to_numpy()) / np.maximum(half, 1e-12),
-                          index=combined.index).replace([np.inf, -np.inf], np.nan).dropna()
-        if len(ratio) < 20:
-            return None
-        raw = float(np.mean(ratio <= 1.0))
-        if abs(raw - self.coverage) <= 2.0 * np.sqrt(
-                self.coverage * (1.0 - self.coverage) / len(ratio)):
-            return None  # covers as it should, within sampling noise
-        by_step = ratio.groupby(level="step")
-        pooled = float(np.quantile(ratio, self.coverage))
-        factors = []
-        for step in range(1, horizon + 1):
-            values = by_step.get_group(step) if step in by_step.groups else pd.Series([])
-            # Steps with few errors borrow the pooled factor.
-            factor = float(np.quantile(values, self.coverage)) if len(values) >= 20 else pooled
-            factors.append(float(np.clip(factor, 0.2, 5.0)))
-        return factors
+            {"actual": "first", "mean": how, "lower": how, "upper": how}).reset_index()
+        return step_factors(half_width_ratios(combined, mean="mean"), self.coverage, horizon)
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         from forecastflow.models.transforms import str_ids
