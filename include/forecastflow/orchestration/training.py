@@ -203,7 +203,9 @@ def log_choices(ctx: Context, model: Any, parent: str) -> None:
     from forecastflow.evaluation.plots import plot_wins
     from forecastflow.models import Ensemble
 
-    inner = getattr(model, "model_", model)
+    inner = model
+    while not isinstance(inner, Ensemble) and "model_" in vars(inner):
+        inner = inner.model_  # through the calibration and transform wrappers
     parts = list(getattr(inner, "models_", {}).values()) if not isinstance(
         inner, Ensemble) else [inner]  # several targets: one ensemble per column
     ensembles = [m for m in parts if isinstance(m, Ensemble)]
