@@ -34,8 +34,10 @@ def test_models_are_optional_and_chosen_from_the_data():
     ids = tuple(f"s{k}" for k in range(25))
     many = SeriesData(make_panel(ids, 60, tuple(float(k + 1) for k in range(25))), None, "MS",
                       12)
-    assert families(default_models(problem(id_column="shop"), many)) == [
-        "ensemble", "gradient_boosting", "seasonal_naive"]
+    panel_specs = default_models(problem(id_column="shop"), many)
+    assert families(panel_specs) == ["ensemble", "gradient_boosting", "seasonal_naive"]
+    assert panel_specs[0].params == {"combination": "median", "top_k": None}
+    assert default_models(problem(), single)[0].params == {"combination": "mean", "top_k": 2}
     with_exog = default_models(problem(exog=["x"]), single)
     assert families(with_exog) == ["ensemble", "sarimax", "seasonal_naive"]
     several = default_models(problem(target=["y", "z"]), single)

@@ -2,9 +2,11 @@
 
 Chosen from what the data are like, once they are validated:
 
-- always: ``ensemble`` (per series, the best of automatic ETS, Theta and the seasonal or
-  plain naive forecast on the last two windows of its own history) and ``seasonal_naive``,
-  the baseline every champion must beat;
+- always: ``ensemble`` of automatic ETS, Theta and the seasonal or plain naive forecast,
+  validated on the last two windows of each series' own history: on panels of at least
+  ``GLOBAL_MIN_SERIES`` series the median of all three per series, otherwise the mean of each
+  series' best two (what measured best on bench/accuracy_panels.py: M1 and Tourism panels,
+  single series); and ``seasonal_naive``, the baseline every champion must beat;
 - with exogenous columns: ``sarimax`` with them as regressors, a small grid of orders;
 - several targets: ``varmax`` on them jointly, orders (1,0) and (2,0);
 - a panel of at least ``GLOBAL_MIN_SERIES`` series whose median length is at least two
@@ -31,14 +33,16 @@ def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:
     lengths = (data.y.groupby(level=0).size() if data.is_panel else [len(data.y)])
     median = float(sorted(lengths)[len(lengths) // 2])
     seasonal = season > 1 and median >= 2 * season
-    specs: list[dict[str, Any]] = [{"family": "ensemble"}]
+    n_series = len(data.series_ids)
+    combination = ({"combination": "median", "top_k": None} if n_series >= GLOBAL_MIN_SERIES
+                   else {"combination": "mean", "top_k": 2})
+    specs: list[dict[str, Any]] = [{"family": "ensemble", "params": combination}]
     if problem.exog:
         specs.append({"family": "sarimax", "search": {
             "order": [[1, 1, 0], [0, 1, 1], [1, 1, 1]],
             "seasonal_order": [[0, 1, 1]] if seasonal else [[0, 0, 0]]}})
     if problem.is_multivariate:
         specs.append({"family": "varmax", "search": {"order": [[1, 0], [2, 0]]}})
-    n_series = len(data.series_ids)
     if n_series >= GLOBAL_MIN_SERIES and median >= 2 * season + problem.horizon:
         specs.append({"family": "gradient_boosting",
                       "params": {"lags": max(season, 4), "differencing": 1}})

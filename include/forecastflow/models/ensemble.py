@@ -6,7 +6,8 @@ parameters, transform) is validated on the last ``windows`` origins of the train
 series by their mean absolute error there (the MASE ranking: the scale is the series' own).
 
 - ``combination: best`` forecasts each series with its best member;
-- ``mean`` / ``median`` combine the ``top_k`` best members' forecasts and bounds.
+- ``mean`` / ``median`` combine the ``top_k`` best members' forecasts and bounds (``top_k``
+  None: every member).
 
 Then every member that some series uses is fitted once on all the data of those series. The
 fitted state is the per-series choice (member indices), the validation scores and the fitted
@@ -56,7 +57,7 @@ class Ensemble(Forecaster):
                     "intervals": True}
 
     def __init__(self, members: list[dict[str, Any]] | None = None, combination: str = "mean",
-                 top_k: int = 2, windows: int = 2, horizon: int | None = None,
+                 top_k: int | None = 2, windows: int = 2, horizon: int | None = None,
                  calibrate: bool = True, season_length: int | None = None,
                  coverage: float = 0.9) -> None:
         self.members = members
@@ -111,7 +112,7 @@ class Ensemble(Forecaster):
         for spec in self.member_specs():
             self._build(spec)  # unknown families and parameters are refused by name
         n = len(self.member_specs())
-        if not 1 <= int(self.top_k) <= n:
+        if self.top_k is not None and not 1 <= int(self.top_k) <= n:
             raise ModelError(f"ensemble top_k must be between 1 and the {n} member(s), got "
                              f"{self.top_k!r}")
         if int(self.windows) < 1:
@@ -147,7 +148,8 @@ class Ensemble(Forecaster):
         errors = self.scores_.to_numpy()
         ranked = np.argsort(np.where(np.isfinite(errors), errors, np.inf), axis=1,
                             kind="stable")
-        k = 1 if self.combination == "best" else int(self.top_k)  # best: top_k is moot
+        k = 1 if self.combination == "best" else (  # best: top_k is moot; None: all
+            int(self.top_k) if self.top_k is not None else errors.shape[1])
         self.choice_ = {sid: [int(i) for i in row[:k]]
                         for sid, row in zip(self.scores_.index, ranked, strict=True)}
         self.factors_ = (self._calibration(self.validation_, horizon) if self.calibrate
