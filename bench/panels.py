@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,10 +37,7 @@ def peers_python() -> Path:
     python = PEERS_VENV / "bin" / "python"
     if not python.exists():
         print(f"creating the peers' virtualenv in {PEERS_VENV} ...", flush=True)
-        subprocess.run([sys.executable.replace("/.venv/", "/"), "-m", "venv", str(PEERS_VENV)],
-                       check=False)
-        if not python.exists():
-            subprocess.run(["python3.11", "-m", "venv", str(PEERS_VENV)], check=True)
+        subprocess.run(["python3.11", "-m", "venv", str(PEERS_VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r",
                         str(HERE / "peers-requirements.txt")], check=True)
     return python

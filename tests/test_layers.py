@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "include" / "forecastflow"
 
-FOUNDATION = {"forecastflow.errors", "forecastflow.storage", "forecastflow.connections"}
+FOUNDATION = {"forecastflow.errors", "forecastflow.storage", "forecastflow.connections",
+              "forecastflow.cpu"}
 CORE = {"forecastflow.data", "forecastflow.models", "forecastflow.evaluation"}
 # What each layer may import from the package (besides itself and the foundation).
 ALLOWED = {
@@ -30,6 +31,8 @@ FORBIDDEN_LIBRARIES = {
     "forecastflow.errors": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
     "forecastflow.storage": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
     "forecastflow.connections": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"},
+    "forecastflow.cpu": {"mlflow", "airflow", "fastapi", "uvicorn", "starlette", "pandas",
+                         "numpy"},
     **{layer: {"mlflow", "airflow", "fastapi", "uvicorn", "starlette"} for layer in CORE},
     "forecastflow.lifecycle": {"airflow", "fastapi", "uvicorn", "starlette"},
     "forecastflow.orchestration": {"fastapi", "uvicorn", "starlette"},

@@ -25,6 +25,8 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
+from forecastflow.cpu import cores, env_count
+
 log = logging.getLogger(__name__)
 
 ENV = "FORECASTFLOW_JOBS"
@@ -32,25 +34,12 @@ _share: list[int] = []  # the innermost use_jobs() value
 _pool: dict[str, Any] = {}
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def jobs() -> int:
     """Processes for per-series fits: ``FORECASTFLOW_JOBS``, else this task's share."""
-    override = os.environ.get(ENV)
-    if override:
-        try:
-            value = int(override)
-        except ValueError:
-            raise ValueError(f"{ENV}={override!r}: expected a positive integer") from None
-        if value < 1:
-            raise ValueError(f"{ENV}={override!r}: expected a positive integer")
-        return value
-    return _share[-1] if _share else _cores()
+    override = env_count(ENV)
+    if override is not None:
+        return override
+    return _share[-1] if _share else cores()
 
 
 @contextmanager

@@ -12,34 +12,21 @@ share bounds the processes that fit a panel's series in parallel (``models.paral
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from forecastflow.cpu import cores, env_count
 
 log = logging.getLogger(__name__)
 
 ENV = "FORECASTFLOW_THREADS"
 
 
-def cores() -> int:
-    """Cores this process may run on (the CPU affinity mask, as a container or taskset sets)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def threads_per_task(concurrent: int, available: int | None = None) -> int:
     """Native threads for one of ``concurrent`` tasks sharing ``available`` cores."""
-    override = os.environ.get(ENV)
-    if override:
-        try:
-            value = int(override)
-        except ValueError:
-            raise ValueError(f"{ENV}={override!r}: expected a positive integer") from None
-        if value < 1:
-            raise ValueError(f"{ENV}={override!r}: expected a positive integer")
-        return value
+    override = env_count(ENV)
+    if override is not None:
+        return override
     total = cores() if available is None else available
     return max(1, total // max(1, int(concurrent)))
 
