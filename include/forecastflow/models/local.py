@@ -113,7 +113,7 @@ class PerSeries(Forecaster):
 
 
 # Families so quick to fit that a process pool would only add its overhead.
-CHEAP = frozenset({"naive", "seasonal_naive", "drift", "theta"})
+CHEAP = frozenset({"naive", "seasonal_naive", "drift"})
 
 
 def _fit_series(template: Forecaster, items: list[tuple[str, pd.DataFrame, pd.DataFrame | None]],
