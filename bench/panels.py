@@ -26,11 +26,6 @@ PEERS = ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive")
 # is every member.
 VARIANTS = {"best": ("best", 1), "mean top-2": ("mean", 2), "mean all": ("mean", None),
             "median all": ("median", None)}
-# Members: automatic ETS and Theta, seasonal naive; auto ARIMA too on single series (its
-# stepwise search costs seconds per series on statsmodels).
-PANEL_MEMBERS = [{"family": "ets"}, {"family": "theta"}, {"family": "seasonal_naive"}]
-SINGLE_MEMBERS = [*PANEL_MEMBERS[:2], {"family": "auto_arima", "transform": "log"},
-                  PANEL_MEMBERS[2]]
 
 def peers_python() -> Path:
     """The peers' interpreter, creating their virtualenv the first time."""
@@ -69,9 +64,13 @@ def run_forecastflow(comp: Competition) -> tuple[dict[str, pd.DataFrame], float,
     """One ensemble fitted on the training part (every member on every series), and each
     variant's forecasts (series_id, date, mean, lower, upper); wall seconds; family wins of
     the per-series best."""
+    from forecastflow.evaluation.defaults import ensemble_params
     from forecastflow.models import build_model
+    from forecastflow.models.ensemble import default_members
 
-    members = SINGLE_MEMBERS if comp.n_series == 1 else PANEL_MEMBERS
+    # The members a problem without ``models:`` gets (automatic ARIMA only on few series).
+    members = ensemble_params(comp.n_series, comp.season).get(
+        "members", default_members(comp.season))
     y = comp.train.set_index(["series_id", "date"])[["value"]]
     if comp.n_series == 1:
         y = y.droplevel("series_id")

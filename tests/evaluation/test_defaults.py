@@ -37,7 +37,14 @@ def test_models_are_optional_and_chosen_from_the_data():
     panel_specs = default_models(problem(id_column="shop"), many)
     assert families(panel_specs) == ["ensemble", "gradient_boosting", "seasonal_naive"]
     assert panel_specs[0].params == {"combination": "median", "top_k": None}
-    assert default_models(problem(), single)[0].params == {"combination": "mean", "top_k": 2}
+    single_params = default_models(problem(), single)[0].params
+    assert (single_params["combination"], single_params["top_k"]) == ("mean", 2)
+    # Few series: automatic ARIMA joins the members (its search costs seconds per series).
+    assert [m["family"] for m in single_params["members"]] == [
+        "ets", "theta", "auto_arima", "seasonal_naive"]
+    eight = SeriesData(make_panel(ids[:8], 60, tuple(float(k + 1) for k in range(8))), None,
+                       "MS", 12)
+    assert "members" not in default_models(problem(id_column="shop"), eight)[0].params
     with_exog = default_models(problem(exog=["x"]), single)
     assert families(with_exog) == ["ensemble", "sarimax", "seasonal_naive"]
     several = default_models(problem(target=["y", "z"]), single)

@@ -2,11 +2,13 @@
 
 Chosen from what the data are like, once they are validated:
 
-- always: ``ensemble`` of automatic ETS, Theta and the seasonal or plain naive forecast,
-  validated on the last two windows of each series' own history: on panels of at least
-  ``GLOBAL_MIN_SERIES`` series the median of all three per series, otherwise the mean of each
-  series' best two (what measured best on bench/accuracy_panels.py: M1 and Tourism panels,
-  single series); and ``seasonal_naive``, the baseline every champion must beat;
+- always: ``ensemble`` of automatic ETS, Theta and the seasonal or plain naive forecast
+  (and automatic ARIMA on problems of at most ``ARIMA_MAX_SERIES`` series: its stepwise
+  search costs seconds per series), validated on the last two windows of each series' own
+  history: on panels of at least ``GLOBAL_MIN_SERIES`` series the median of all members per
+  series, otherwise the mean of each series' best two (what measured best on
+  bench/accuracy_panels.py: M1 and Tourism panels, single series); and ``seasonal_naive``,
+  the baseline every champion must beat;
 - with exogenous columns: ``sarimax`` with them as regressors, a small grid of orders;
 - several targets: ``varmax`` on them jointly, orders (1,0) and (2,0);
 - a panel of at least ``GLOBAL_MIN_SERIES`` series whose median length is at least two
@@ -21,8 +23,10 @@ from typing import Any
 
 from forecastflow.data.problem import ModelSpec, ProblemConfig
 from forecastflow.data.series import SeriesData
+from forecastflow.models.ensemble import default_members
 
 GLOBAL_MIN_SERIES = 20
+ARIMA_MAX_SERIES = 5
 # Every family a default candidate set may hold (the DAG form offers these).
 POSSIBLE = ("ensemble", "sarimax", "varmax", "gradient_boosting", "seasonal_naive", "naive")
 
@@ -34,9 +38,8 @@ def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:
     median = float(sorted(lengths)[len(lengths) // 2])
     seasonal = season > 1 and median >= 2 * season
     n_series = len(data.series_ids)
-    combination = ({"combination": "median", "top_k": None} if n_series >= GLOBAL_MIN_SERIES
-                   else {"combination": "mean", "top_k": 2})
-    specs: list[dict[str, Any]] = [{"family": "ensemble", "params": combination}]
+    specs: list[dict[str, Any]] = [{"family": "ensemble",
+                                    "params": ensemble_params(n_series, season)}]
     if problem.exog:
         specs.append({"family": "sarimax", "search": {
             "order": [[1, 1, 0], [0, 1, 1], [1, 1, 1]],
@@ -48,3 +51,14 @@ def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:
                       "params": {"lags": max(season, 4), "differencing": 1}})
     specs.append({"family": "seasonal_naive" if seasonal else "naive"})
     return [ModelSpec(**spec) for spec in specs]
+
+
+def ensemble_params(n_series: int, season: int | None) -> dict[str, Any]:
+    """The default ensemble's parameters for a problem of ``n_series`` series."""
+    if n_series >= GLOBAL_MIN_SERIES:
+        return {"combination": "median", "top_k": None}
+    params: dict[str, Any] = {"combination": "mean", "top_k": 2}
+    if n_series <= ARIMA_MAX_SERIES:
+        members = default_members(season)
+        params["members"] = [*members[:-1], {"family": "auto_arima"}, members[-1]]
+    return params

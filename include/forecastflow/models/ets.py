@@ -36,6 +36,7 @@ class Ets(RebuiltResults, Forecaster):
     family = "ets"
     capabilities = {"multivariate": False, "exogenous": False, "panel": False,
                     "intervals": True}
+    single_threaded = True
 
     def __init__(self, error: str = AUTO, trend: str | None = AUTO, damped: bool | str = AUTO,
                  seasonal: str | None = AUTO, season_length: int | None = None,

@@ -40,6 +40,7 @@ class StateSpaceForecaster(RebuiltResults, Forecaster):
     """Subclasses define ``_build(endog, exog)`` returning an unfitted statsmodels model."""
 
     maxiter: int = 50
+    single_threaded = True
 
     def _build(self, endog: np.ndarray, exog: np.ndarray | None) -> Any:
         raise NotImplementedError
