@@ -100,8 +100,9 @@ class Theta(Forecaster):
         if self.indices_ is None:
             return values
         season = _season(self.indices_, values.shape[1], start)
-        mult = self.multiplicative_[:, None]
-        return np.where(mult, values / season, values - season)
+        mult = np.broadcast_to(self.multiplicative_[:, None], season.shape)
+        # Additive rows' indices may be 0: divide only the multiplicative ones.
+        return np.divide(values, season, out=values - season, where=mult)
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         values, n, ids = series_matrix(y)
@@ -175,11 +176,12 @@ def seasonal_indices(values: np.ndarray, m: int, seasonal: np.ndarray,
     offset = (len(weights) - 1) // 2
     part = rows[:, offset:offset + trend.shape[1]]
     mult = multiplicative[seasonal][:, None]
-    ratio = np.where(mult, part / trend, part - trend)
     phase = (np.arange(trend.shape[1]) + offset) % m
-    raw = np.stack([np.nanmean(ratio[:, phase == k], axis=1) for k in range(m)], axis=1)
-    mean = raw.mean(axis=1, keepdims=True)
-    neutral[seasonal] = np.where(mult, raw / mean, raw - mean)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the other branch is discarded
+        ratio = np.where(mult, part / trend, part - trend)
+        raw = np.stack([np.nanmean(ratio[:, phase == k], axis=1) for k in range(m)], axis=1)
+        mean = raw.mean(axis=1, keepdims=True)
+        neutral[seasonal] = np.where(mult, raw / mean, raw - mean)
     return neutral
 
 
