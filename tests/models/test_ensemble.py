@@ -90,6 +90,15 @@ def test_calibration_moves_interval_width_towards_the_nominal_coverage():
     ratio = ((b.upper - b.mean) / (a.upper - a.mean)).to_numpy().ravel()
     steps = np.tile(np.arange(6), 12)
     np.testing.assert_allclose(ratio, np.asarray(calibrated.factors_)[steps], rtol=1e-9)
+    # The weight shrinks the validation factors toward the members' own intervals
+    # (geometrically): 1 applies them fully, 0 not at all.
+    full = ensemble(windows=3, calibration_weight=1.0).fit(y)
+    np.testing.assert_allclose(np.asarray(calibrated.factors_),
+                               np.sqrt(np.asarray(full.factors_)), rtol=1e-9)
+    none = ensemble(windows=3, calibration_weight=0.0).fit(y)
+    np.testing.assert_allclose(none.predict(6).upper.to_numpy(), a.upper.to_numpy())
+    with pytest.raises(ModelError, match="calibration_weight"):
+        ensemble(calibration_weight=1.5).fit(y)
 
 
 def test_ragged_series_are_validated_and_forecast_from_their_own_ends():
