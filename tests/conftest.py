@@ -30,6 +30,7 @@ FAST_PARAMS: dict[str, dict[str, Any]] = {
     "gradient_boosting": {"max_iter": 15, "min_samples_leaf": 5},
     "ets": {"error": "add", "trend": "add", "damped": False, "seasonal": "add"},
     "theta": {},
+    "fast_ets": {"max_iter": 60},
     "auto_arima": {"max_p": 1, "max_q": 1, "max_P": 0, "max_Q": 0, "maxiter": 25},
     "ensemble": {"members": [{"family": "theta"}, {"family": "seasonal_naive"},
                              {"family": "drift"}], "horizon": 6},

@@ -10,6 +10,7 @@ from forecastflow.models.base import FitError, Forecast, Forecaster, ModelError
 from forecastflow.models.boosting import GradientBoosting
 from forecastflow.models.ensemble import Ensemble
 from forecastflow.models.ets import Ets
+from forecastflow.models.fast_ets import FastEts
 from forecastflow.models.local import PerColumn, PerSeries, adapt
 from forecastflow.models.naive import Drift, Naive, SeasonalNaive
 from forecastflow.models.sarimax import Sarimax
@@ -19,7 +20,7 @@ from forecastflow.models.varmax import Varmax
 FAMILIES: dict[str, type[Forecaster]] = {
     cls.family: cls
     for cls in (Naive, SeasonalNaive, Drift, Sarimax, Varmax, GradientBoosting, Ets,
-                Theta, AutoArima, Ensemble)
+                FastEts, Theta, AutoArima, Ensemble)
 }
 BASELINE = "seasonal_naive"
 
@@ -55,6 +56,7 @@ __all__ = [
     "Drift",
     "Ensemble",
     "Ets",
+    "FastEts",
     "FitError",
     "Forecast",
     "Forecaster",

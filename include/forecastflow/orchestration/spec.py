@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # Copies of forecastflow.models.FAMILIES, metrics.METRICS and the YAML defaults (importing
 # those would import pandas at DAG parse time); tests/orchestration/test_spec.py checks them.
 FAMILY_NAMES = ("naive", "seasonal_naive", "drift", "sarimax", "varmax", "gradient_boosting",
-                "ets", "theta", "auto_arima", "ensemble")
+                "ets", "fast_ets", "theta", "auto_arima", "ensemble")
 # forecastflow.evaluation.defaults.POSSIBLE: the form's choices when the YAML lists no models.
 DEFAULT_CANDIDATES = ("ensemble", "sarimax", "varmax", "gradient_boosting", "seasonal_naive",
                       "naive")
