@@ -36,7 +36,10 @@ def test_models_are_optional_and_chosen_from_the_data():
                       12)
     panel_specs = default_models(problem(id_column="shop"), many)
     assert families(panel_specs) == ["ensemble", "gradient_boosting", "seasonal_naive"]
-    assert panel_specs[0].params == {"combination": "median", "top_k": None}
+    assert (panel_specs[0].params["combination"], panel_specs[0].params["top_k"]) == (
+        "median", None)
+    assert [m["family"] for m in panel_specs[0].params["members"]] == [
+        "fast_ets", "theta", "seasonal_naive"]
     single_params = default_models(problem(), single)[0].params
     assert (single_params["combination"], single_params["top_k"]) == ("mean", 2)
     # Few series: automatic ARIMA joins the members (its search costs seconds per series).

