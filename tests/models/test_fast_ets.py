@@ -91,7 +91,18 @@ def test_a_seasonal_trended_series_gets_a_seasonal_trended_model():
 def test_bad_settings_and_short_series_are_named():
     with pytest.raises(ModelError, match="damped"):
         build_model("fast_ets", {"damped": "maybe"}).fit(seasonal_monthly(24))
+    # One series too short for any ETS form does not sink the panel: it is a random walk,
+    # and the fit says so. A constant series fits exactly (no infinite likelihood).
     y = panel(2)
     short = y.loc[["s0"]].iloc[:3]
-    with pytest.raises(FitError, match="s0"):
-        build_model("fast_ets", {}, season_length=12).fit(pd.concat([y.loc[["s1"]], short]))
+    flat = y.loc[["s1"]].assign(y=5.0).rename(index={"s1": "flat"}, level="series_id")
+    model = build_model("fast_ets", {"max_iter": 30}, season_length=12).fit(
+        pd.concat([y.loc[["s1"]], short, flat]))
+    assert model.fit_info_["fallbacks"] == ["s0"] and "s0" in model.fit_info_["warnings"][0]
+    fc = model.predict(3).mean
+    np.testing.assert_allclose(fc.loc["s0"].to_numpy().ravel(), short["y"].iloc[-1],
+                               rtol=1e-3)
+    np.testing.assert_allclose(fc.loc["flat"].to_numpy().ravel(), 5.0, rtol=1e-9)
+    with pytest.raises(FitError, match="could not fit any"):
+        build_model("fast_ets", {}).fit(pd.concat([short, short.rename(
+            index={"s0": "s9"}, level="series_id")]))

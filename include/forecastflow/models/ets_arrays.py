@@ -32,6 +32,11 @@ ALPHA, BETA, GAMMA, PHI, LEVEL, SLOPE = range(6)
 N_SLOTS = 6
 SMALL = 1e-4
 PHI_RANGE = (0.8, 0.98)
+# Longer seasons keep their starting states from the decomposition (a search over 50+
+# dimensions would be slow and poor).
+MAX_FREE_SEASON = 24
+# The criterion's floor on the error variance (a constant series fits exactly).
+TINY = 1e-300
 
 
 @dataclass(frozen=True)
@@ -57,13 +62,14 @@ class Spec:
                 if used]
 
     def dims(self, m: int) -> int:
-        """Search dimensions: the slots and, with a season, m - 1 starting seasonal states."""
-        return len(self.slots) + (m - 1 if self.season else 0)
+        """Search dimensions: the slots and, with a season of at most ``MAX_FREE_SEASON``,
+        m - 1 starting seasonal states."""
+        return len(self.slots) + (m - 1 if self.season and m <= MAX_FREE_SEASON else 0)
 
     def n_params(self, m: int) -> int:
         """Estimated parameters for AICc: the searched ones, the initial seasonal states
         (one less than the season) and the error variance."""
-        return self.dims(m) + 1
+        return len(self.slots) + (m - 1 if self.season else 0) + 1
 
 
 def specs(positive: bool, seasonal: bool) -> list[Spec]:
@@ -127,7 +133,8 @@ def run_filter(values: np.ndarray, n: np.ndarray, params: np.ndarray, season0: n
 def criterion(f: Filtered, n: np.ndarray, mul_error: np.ndarray) -> np.ndarray:
     """-2 log-likelihood up to a constant shared by all specifications (inf if invalid)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        lik = n * np.log(f.sse / n) + np.where(mul_error, 2.0 * f.log_abs, 0.0)
+        lik = n * np.log(np.maximum(f.sse / n, TINY)) + np.where(mul_error, 2.0 * f.log_abs,
+                                                                   0.0)
     return np.where(f.invalid | ~np.isfinite(lik), np.inf, lik)
 
 
@@ -277,7 +284,8 @@ def moved_season(spec: Spec, x: np.ndarray, season0: np.ndarray, scale: np.ndarr
     k = len(spec.slots)
     step = 0.1 if spec.season == "mul" else scale[:, None]
     moved = season0.copy()
-    moved[:, :m - 1] += step * x[:, k:k + m - 1]
+    if x.shape[1] > k:
+        moved[:, :m - 1] += step * x[:, k:k + m - 1]
     if spec.season == "mul":
         return moved / moved.mean(axis=1, keepdims=True)
     return moved - moved.mean(axis=1, keepdims=True)
@@ -341,6 +349,7 @@ class Fitted:
     mul_season: np.ndarray
     aicc: np.ndarray
     sigma: np.ndarray  # one-step error sd (relative for multiplicative error)
+    fallback: np.ndarray = None  # type: ignore[assignment] # rows no specification fitted
     level: np.ndarray = None  # type: ignore[assignment]
     slope: np.ndarray = None  # type: ignore[assignment]
     season: np.ndarray = None  # type: ignore[assignment]
@@ -376,10 +385,19 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
         at = idx[better]
         best[at], chosen[at] = fit.aicc[better], i
         params[at], season0[at] = fit.params[better], fit.season0[better]
+    fallback = chosen < 0  # nothing could be fitted (too short, say): a random walk
+    if fallback.any():
+        chosen[fallback] = next(i for i, s in enumerate(candidates)
+                                if s.error == "add" and not s.trend and not s.season)
+        params[fallback] = 0.0
+        params[fallback, ALPHA], params[fallback, PHI] = 1.0 - SMALL, 1.0
+        params[fallback, LEVEL] = values[fallback, 0]
+        season0[fallback] = 0.0
     mul_error = np.array([candidates[c].error == "mul" if c >= 0 else False for c in chosen])
     mul_season = np.array([candidates[c].season == "mul" if c >= 0 else False
                            for c in chosen])
-    out = Fitted(chosen, params, season0, mul_error, mul_season, best, np.zeros(rows))
+    out = Fitted(chosen, params, season0, mul_error, mul_season, best, np.zeros(rows),
+                 fallback=fallback)
     f = run_filter(values, n, params, season0, mul_error, mul_season)
     out.level, out.slope, out.season, out.n = f.level, f.slope, f.season, n
     out.sigma = np.sqrt(f.sse / np.maximum(n - 1, 1))

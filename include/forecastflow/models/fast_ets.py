@@ -24,8 +24,6 @@ from forecastflow.models.base import (
 )
 from forecastflow.models.theta import series_matrix
 
-MIN_OBS = 4
-
 
 class FastEts(Forecaster):
     """ETS chosen per series by AICc, fitted for every series of a panel at once."""
@@ -55,20 +53,17 @@ class FastEts(Forecaster):
         if int(self.max_iter) < 1:
             raise ModelError(f"fast_ets max_iter must be >= 1, got {self.max_iter!r}")
         values, n, ids = series_matrix(y)
-        short = n < MIN_OBS
-        if short.any():
-            named = [ids[i] for i in np.flatnonzero(short)][:5]
-            raise FitError(f"fast_ets needs at least {MIN_OBS} observations per series; "
-                           f"{int(short.sum())} series have fewer: {named}")
         self.specs_ = self.candidates()
         m = max(int(self.season_length or 1), 1)
         self.state_ = engine.fit_auto(values, n, m, self.specs_, int(self.max_iter))
-        failed = self.state_.spec < 0
-        if failed.any():
-            named = [ids[i] for i in np.flatnonzero(failed)][:5]
-            raise FitError(f"fast_ets: no specification could be fitted for "
-                           f"{int(failed.sum())} series: {named}")
-        self.fit_info_ = {"converged": True, "warnings": [], "chosen": self.chosen()}
+        fallback = [ids[i] for i in np.flatnonzero(self.state_.fallback)]
+        if len(fallback) == len(ids) and len(ids) > 1:
+            raise FitError(f"fast_ets could not fit any of the {len(ids)} series, e.g. "
+                           f"{fallback[:5]} (too short?)")
+        warnings = [f"{len(fallback)} series too short or unfit for every ETS form are "
+                    f"forecast as a random walk: {fallback[:10]}"] if fallback else []
+        self.fit_info_ = {"converged": True, "warnings": warnings, "chosen": self.chosen(),
+                          "fallbacks": fallback}
 
     def chosen(self) -> dict[str, int]:
         """How many series each specification was chosen for."""
@@ -81,7 +76,8 @@ class FastEts(Forecaster):
             order = pd.Index(ids).get_indexer(list(self.last_))
             values, n = values[order], n[order]
         state = engine.Fitted(**{k: getattr(self.state_, k) for k in (
-            "spec", "params", "season0", "mul_error", "mul_season", "aicc", "sigma")})
+            "spec", "params", "season0", "mul_error", "mul_season", "aicc", "sigma",
+            "fallback")})
         state.refilter(values, n)
         self.state_ = state
 
