@@ -41,3 +41,20 @@ def test_pool_fits_equal_serial_fits(monkeypatch):
     np.testing.assert_allclose(pooled.predict(6).mean.to_numpy(), serial.mean.to_numpy())
     assert list(pooled.models_) == list(ids)
     parallel.shutdown()
+
+
+def test_fast_ets_splits_its_rows_over_the_pool(monkeypatch):
+    from forecastflow.models import fast_ets
+
+    ids = tuple(f"s{k}" for k in range(6))
+    y = make_panel(ids, n=40, levels=tuple(50.0 + 10 * k for k in range(6)))
+    monkeypatch.setattr(fast_ets, "PARALLEL_MIN_SERIES", 2)
+    monkeypatch.setenv(parallel.ENV, "1")
+    serial = build_model("fast_ets", {"max_iter": 30}, season_length=12).fit(y)
+    monkeypatch.setenv(parallel.ENV, "2")
+    pooled = build_model("fast_ets", {"max_iter": 30}, season_length=12).fit(y)
+    assert parallel._pool.get("size") == 2
+    assert pooled.chosen() == serial.chosen()
+    for a, b in zip((serial.predict(4).mean, serial.predict(4).upper),
+                    (pooled.predict(4).mean, pooled.predict(4).upper), strict=True):
+        np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-9)

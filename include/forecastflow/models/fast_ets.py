@@ -11,6 +11,9 @@ the order of ``last_``): the pickle grows by a few hundred bytes per series.
 
 from __future__ import annotations
 
+from dataclasses import fields
+from functools import partial
+
 import numpy as np
 import pandas as pd
 
@@ -55,7 +58,7 @@ class FastEts(Forecaster):
         values, n, ids = series_matrix(y)
         self.specs_ = self.candidates()
         m = max(int(self.season_length or 1), 1)
-        self.state_ = engine.fit_auto(values, n, m, self.specs_, int(self.max_iter))
+        self.state_ = _fit_parallel(values, n, m, self.specs_, int(self.max_iter))
         fallback = [ids[i] for i in np.flatnonzero(self.state_.fallback)]
         if len(fallback) == len(ids) and len(ids) > 1:
             raise FitError(f"fast_ets could not fit any of the {len(ids)} series, e.g. "
@@ -88,3 +91,31 @@ class FastEts(Forecaster):
         out = [a.reshape(-1, 1) for a in (mean, lower, upper)]
         check_finite_forecast(self.family, out[0])
         return out[0], out[1], out[2]
+
+
+# Below this many series one process is quicker than shipping rows to the pool.
+PARALLEL_MIN_SERIES = 200
+
+
+def _fit_parallel(values: np.ndarray, n: np.ndarray, m: int, specs: list[engine.Spec],
+                  max_iter: int) -> engine.Fitted:
+    """:func:`engine.fit_auto` on one chunk of rows per job of the fitting pool (array code
+    runs on one core), the chunks' results stacked back in row order."""
+    from forecastflow.models.parallel import map_chunks
+
+    rows = [(values[i, :n[i]], int(n[i])) for i in range(len(n))]
+    parts = map_chunks(partial(_fit_rows, m=m, specs=specs, max_iter=max_iter), rows,
+                       min_items=PARALLEL_MIN_SERIES, per_job=1)
+    if len(parts) == 1:
+        return parts[0]
+    return engine.Fitted(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                            for f in fields(engine.Fitted)})
+
+
+def _fit_rows(rows: list[tuple[np.ndarray, int]], m: int, specs: list[engine.Spec],
+              max_iter: int) -> list[engine.Fitted]:
+    n = np.array([k for _, k in rows])
+    values = np.full((len(rows), int(n.max())), np.nan)
+    for i, (row, k) in enumerate(rows):
+        values[i, :k] = row
+    return [engine.fit_auto(values, n, m, specs, max_iter)]

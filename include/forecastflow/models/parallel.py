@@ -95,13 +95,15 @@ def chunked(items: Sequence[Any], parts: int) -> list[list[Any]]:
 
 
 def map_chunks(fn: Callable[[list[Any]], list[Any]], items: Sequence[Any],
-               min_items: int = 8) -> list[Any]:
+               min_items: int = 8, per_job: int = 4) -> list[Any]:
     """``fn`` over chunks of ``items`` in the pool, results concatenated in order; in this
-    process when one job is allowed or there are fewer than ``min_items`` items."""
+    process when one job is allowed or there are fewer than ``min_items`` items. Each job
+    gets ``per_job`` chunks (several balance series of different cost; array code over a
+    chunk wants one large chunk per job)."""
     n = jobs()
     if n < 2 or len(items) < max(min_items, 2):
         return fn(list(items))
-    chunks = chunked(items, n * 4)  # several per worker: series differ in cost
+    chunks = chunked(items, n * per_job)
     try:
         results = list(_executor(n).map(fn, chunks))
     except BrokenProcessPool as err:  # a worker died (killed, out of memory): retry serially
