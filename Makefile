@@ -64,6 +64,7 @@ test: install lint
 bench: install
 	$(BIN)/python bench/accuracy.py
 	cd bench && ../$(BIN)/python accuracy_panels.py
+	cd bench && ../$(BIN)/python vectorized.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/sources.py
