@@ -364,7 +364,7 @@ class Fitted:
 # Rows are fitted in buckets of similar length (a bucket's matrix is as wide as its longest
 # series, and the short ones' padding costs as much as data): at most MAX_BUCKETS, each of
 # at least BUCKET_ROWS rows (fewer, larger arrays keep the per-operation cost low).
-BUCKET_ROWS, MAX_BUCKETS = 256, 8
+BUCKET_ROWS, MAX_BUCKETS = 128, 8
 
 
 def _by_length(spec: Spec, values: np.ndarray, n: np.ndarray, idx: np.ndarray, m: int,

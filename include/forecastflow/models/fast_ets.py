@@ -100,15 +100,15 @@ PARALLEL_MIN_SERIES = 200
 def _fit_parallel(values: np.ndarray, n: np.ndarray, m: int, specs: list[engine.Spec],
                   max_iter: int) -> engine.Fitted:
     """:func:`engine.fit_auto` on one chunk of rows per job of the fitting pool (array code
-    runs on one core), the chunks' results stacked back in row order."""
+    runs on one core), rows sorted by length first; results back in row order."""
     from forecastflow.models.parallel import map_chunks
 
-    rows = [(values[i, :n[i]], int(n[i])) for i in range(len(n))]
+    order = np.argsort(n, kind="stable")  # chunks of similar lengths: less padding
+    rows = [(values[i, :n[i]], int(n[i])) for i in order]
     parts = map_chunks(partial(_fit_rows, m=m, specs=specs, max_iter=max_iter), rows,
                        min_items=PARALLEL_MIN_SERIES, per_job=1)
-    if len(parts) == 1:
-        return parts[0]
-    return engine.Fitted(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+    back = np.argsort(order, kind="stable")
+    return engine.Fitted(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])[back]
                             for f in fields(engine.Fitted)})
 
 
