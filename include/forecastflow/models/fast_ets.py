@@ -100,10 +100,13 @@ PARALLEL_MIN_SERIES = 200
 def _fit_parallel(values: np.ndarray, n: np.ndarray, m: int, specs: list[engine.Spec],
                   max_iter: int) -> engine.Fitted:
     """:func:`engine.fit_auto` on one chunk of rows per job of the fitting pool (array code
-    runs on one core), rows sorted by length first; results back in row order."""
-    from forecastflow.models.parallel import map_chunks
+    runs on one core); results back in row order."""
+    from forecastflow.models.parallel import jobs, map_chunks
 
-    order = np.argsort(n, kind="stable")  # chunks of similar lengths: less padding
+    # Each job gets every k-th row by length: the same mix of lengths (balanced work),
+    # in length order (the buckets inside pad little).
+    by_length, k = np.argsort(n, kind="stable"), max(jobs(), 1)
+    order = np.concatenate([by_length[j::k] for j in range(k)])
     rows = [(values[i, :n[i]], int(n[i])) for i in order]
     parts = map_chunks(partial(_fit_rows, m=m, specs=specs, max_iter=max_iter), rows,
                        min_items=PARALLEL_MIN_SERIES, per_job=1)
