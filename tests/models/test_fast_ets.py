@@ -107,12 +107,3 @@ def test_bad_settings_and_short_series_are_named():
         build_model("fast_ets", {}).fit(pd.concat([short, short.rename(
             index={"s0": "s9"}, level="series_id")]))
 
-
-def test_buckets_of_similar_length_give_the_same_fits(monkeypatch):
-    y = panel(5).loc[["s3", "s0", "s4", "s1", "s2"]]  # lengths 66, 48, 72, 54, 60
-    whole = build_model("fast_ets", {"max_iter": 30}, season_length=12).fit(y)
-    monkeypatch.setattr(engine, "BUCKET_ROWS", 2)  # 2 buckets of rows sorted by length
-    bucketed = build_model("fast_ets", {"max_iter": 30}, season_length=12).fit(y)
-    np.testing.assert_allclose(bucketed.state_.params, whole.state_.params, rtol=1e-12)
-    np.testing.assert_allclose(bucketed.predict(6).mean.to_numpy(),
-                               whole.predict(6).mean.to_numpy(), rtol=1e-12)

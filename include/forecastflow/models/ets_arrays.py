@@ -361,25 +361,6 @@ class Fitted:
         self.level, self.slope, self.season, self.n = f.level, f.slope, f.season, n
 
 
-# Rows are fitted in buckets of similar length (a bucket's matrix is as wide as its longest
-# series, and the short ones' padding costs as much as data): at most MAX_BUCKETS, each of
-# at least BUCKET_ROWS rows (fewer, larger arrays keep the per-operation cost low).
-BUCKET_ROWS, MAX_BUCKETS = 128, 8
-
-
-def _by_length(spec: Spec, values: np.ndarray, n: np.ndarray, idx: np.ndarray, m: int,
-               max_iter: int) -> SpecFit:
-    """:func:`fit_spec` on rows ``idx``, bucketed by length; results in ``idx`` order."""
-    order = idx[np.argsort(n[idx], kind="stable")]
-    parts = np.array_split(order, int(np.clip(len(idx) // BUCKET_ROWS, 1, MAX_BUCKETS)))
-    fits = [fit_spec(spec, values[part, :int(n[part].max())], n[part], m, max_iter)
-            for part in parts]
-    back = np.empty(len(idx), dtype=int)  # idx ascends (flatnonzero): find order's rows
-    back[np.searchsorted(idx, order)] = np.arange(len(idx))
-    return SpecFit(*(np.concatenate([getattr(f, name) for f in fits])[back]
-                     for name in ("params", "season0", "lik", "aicc")))
-
-
 def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
              max_iter: int = 200) -> Fitted:
     """Fit every candidate on the rows it suits; keep each row's lowest AICc."""
@@ -399,7 +380,7 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
         idx = np.flatnonzero(ok)
         if not len(idx):
             continue
-        fit = _by_length(spec, values, n, idx, m, max_iter)
+        fit = fit_spec(spec, values[idx], n[idx], m, max_iter)
         better = fit.aicc < best[idx]
         at = idx[better]
         best[at], chosen[at] = fit.aicc[better], i

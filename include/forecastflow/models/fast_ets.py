@@ -103,8 +103,7 @@ def _fit_parallel(values: np.ndarray, n: np.ndarray, m: int, specs: list[engine.
     runs on one core); results back in row order."""
     from forecastflow.models.parallel import jobs, map_chunks
 
-    # Each job gets every k-th row by length: the same mix of lengths (balanced work),
-    # in length order (the buckets inside pad little).
+    # Each job gets every k-th row by length: the same mix of lengths (balanced work).
     by_length, k = np.argsort(n, kind="stable"), max(jobs(), 1)
     order = np.concatenate([by_length[j::k] for j in range(k)])
     rows = [(values[i, :n[i]], int(n[i])) for i in order]
