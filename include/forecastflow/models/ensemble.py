@@ -318,8 +318,8 @@ class Ensemble(Forecaster):
             [[SINGLE], index], names=[SERIES, DATE])
         sids = panel_index.get_level_values(SERIES)
         out = {}
+        k = max(len(chosen) for chosen in self.choice_.values())
         for key in ("mean", "lower", "upper"):
-            k = max(len(chosen) for chosen in self.choice_.values())
             stack = np.full((len(panel_index), k), np.nan)
             for rank in range(k):
                 member = np.array([self.choice_[s][rank] if rank < len(self.choice_[s])

@@ -21,7 +21,7 @@ for positive series, seasonal ones with two full cycles and two more points).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -338,7 +338,7 @@ def fit_spec(spec: Spec, values: np.ndarray, n: np.ndarray, m: int,
 
 # Choosing per series, and forecasting ------------------------------------------------------
 
-@dataclass
+@dataclass(frozen=True)
 class Fitted:
     """The chosen model of every row and its state at the end of the row's series."""
 
@@ -349,16 +349,16 @@ class Fitted:
     mul_season: np.ndarray
     aicc: np.ndarray
     sigma: np.ndarray  # one-step error sd (relative for multiplicative error)
-    fallback: np.ndarray = None  # type: ignore[assignment] # rows no specification fitted
-    level: np.ndarray = None  # type: ignore[assignment]
-    slope: np.ndarray = None  # type: ignore[assignment]
-    season: np.ndarray = None  # type: ignore[assignment]
-    n: np.ndarray = None  # type: ignore[assignment]
+    fallback: np.ndarray  # rows no specification could be fitted for
+    level: np.ndarray  # the states at the end of each row's series
+    slope: np.ndarray
+    season: np.ndarray
+    n: np.ndarray
 
-    def refilter(self, values: np.ndarray, n: np.ndarray) -> None:
-        """Move the state to the end of ``values`` (same parameters and starting states)."""
+    def moved(self, values: np.ndarray, n: np.ndarray) -> Fitted:
+        """The state at the end of ``values`` (same parameters and starting states)."""
         f = run_filter(values, n, self.params, self.season0, self.mul_error, self.mul_season)
-        self.level, self.slope, self.season, self.n = f.level, f.slope, f.season, n
+        return replace(self, level=f.level, slope=f.slope, season=f.season, n=n)
 
 
 def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
@@ -393,15 +393,12 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
         params[fallback, ALPHA], params[fallback, PHI] = 1.0 - SMALL, 1.0
         params[fallback, LEVEL] = values[fallback, 0]
         season0[fallback] = 0.0
-    mul_error = np.array([candidates[c].error == "mul" if c >= 0 else False for c in chosen])
-    mul_season = np.array([candidates[c].season == "mul" if c >= 0 else False
-                           for c in chosen])
-    out = Fitted(chosen, params, season0, mul_error, mul_season, best, np.zeros(rows),
-                 fallback=fallback)
+    mul_error = np.array([candidates[c].error == "mul" for c in chosen])
+    mul_season = np.array([candidates[c].season == "mul" for c in chosen])
     f = run_filter(values, n, params, season0, mul_error, mul_season)
-    out.level, out.slope, out.season, out.n = f.level, f.slope, f.season, n
-    out.sigma = np.sqrt(f.sse / np.maximum(n - 1, 1))
-    return out
+    return Fitted(chosen, params, season0, mul_error, mul_season, best,
+                  sigma=np.sqrt(f.sse / np.maximum(n - 1, 1)), fallback=fallback,
+                  level=f.level, slope=f.slope, season=f.season, n=n)
 
 
 def forecast(fitted: Fitted, horizon: int, z: float) -> tuple[np.ndarray, np.ndarray,

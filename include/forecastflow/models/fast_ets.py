@@ -78,11 +78,7 @@ class FastEts(Forecaster):
         if isinstance(self.last_, dict):
             order = pd.Index(ids).get_indexer(list(self.last_))
             values, n = values[order], n[order]
-        state = engine.Fitted(**{k: getattr(self.state_, k) for k in (
-            "spec", "params", "season0", "mul_error", "mul_season", "aicc", "sigma",
-            "fallback")})
-        state.refilter(values, n)
-        self.state_ = state
+        self.state_ = self.state_.moved(values, n)
 
     def _predict(self, horizon: int, X: pd.DataFrame | None,
                  index: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
