@@ -158,3 +158,33 @@ def test_default_members_follow_the_season():
     assert [m["family"] for m in Ensemble(season_length=12).member_specs()] == [
         "ets", "theta", "seasonal_naive"]
     assert Ensemble(season_length=1).member_specs()[-1]["family"] == "naive"
+
+
+def test_validation_moves_earlier_fits_and_fits_only_series_new_to_a_window(monkeypatch):
+    """A series too short for the earlier validation window joins in the later one: the
+    other series' fits are moved (update), only the newcomer is fitted."""
+    panel = two_kinds(60)
+    short = two_kinds(36, seed=1).rename(index={"seasonal": "short"}, level=SERIES).loc[
+        ["short"]]
+    panel = pd.concat([panel, short])
+    fits: list[list[str]] = []
+    original = Ensemble._build
+
+    def counting(self: Ensemble, spec: dict) -> object:
+        model = original(self, spec)
+        fit = model.fit
+
+        def recorded(y: pd.DataFrame, X: pd.DataFrame | None = None) -> object:
+            if spec["family"] == "drift":
+                fits.append(sorted(set(y.index.get_level_values(SERIES))))
+            return fit(y, X)
+
+        model.fit = recorded
+        return model
+
+    monkeypatch.setattr(Ensemble, "_build", counting)
+    model = ensemble(windows=2, horizon=6).fit(panel)
+    # window 2: the two long series; window 1: only the short one (the others moved); then
+    # the final fit of the series drift forecasts.
+    assert fits[:2] == [["seasonal", "trend"], ["short"]]
+    assert np.isfinite(model.scores_.to_numpy()).all()

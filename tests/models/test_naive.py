@@ -97,8 +97,65 @@ def test_baseline_widths_scale_with_coverage(monthly):
 
 def test_baselines_keep_only_a_short_history(monthly):
     model = SeasonalNaive(season_length=12).fit(monthly)
-    assert model.history_.shape == (12, 1)
-    assert Naive().fit(monthly).history_.shape == (1, 1)
+    assert model.history_.shape == (1, 12, 1)  # (series, periods, targets)
+    assert Naive().fit(monthly).history_.shape == (1, 1, 1)
+
+
+def ragged_panel(rng: np.random.Generator, lengths: list[int]) -> pd.DataFrame:
+    parts = []
+    for k, n in enumerate(lengths):
+        dates = pd.date_range(end="2024-12-01", periods=n, freq="MS")
+        dates = dates - pd.DateOffset(months=k % 3)  # ragged ends too
+        parts.append(pd.DataFrame({"series_id": f"s{k}", DATE: dates,
+                                   "y": 50 + rng.normal(0, 5, n).cumsum(),
+                                   "z": rng.gamma(2.0, 3.0, n)}))
+    return pd.concat(parts).set_index(["series_id", DATE])
+
+
+@pytest.mark.parametrize("family", [Naive, SeasonalNaive, Drift])
+def test_a_panel_equals_each_series_alone(family):
+    rng = np.random.default_rng(3)
+    panel = ragged_panel(rng, [30, 7, 13, 48, 12])  # two series not longer than a cycle
+    panel = panel.loc[["s3", "s1", "s4", "s0", "s2"]]  # series in any order
+    make = (lambda: family(season_length=12)) if family is SeasonalNaive else family
+    fc = make().fit(panel).predict(14)
+    for sid, part in panel.groupby(level="series_id"):
+        alone = part.droplevel("series_id").sort_index()
+        alone.index = pd.DatetimeIndex(alone.index, freq="MS", name=DATE)
+        one = make().fit(alone).predict(14)
+        for key in ("mean", "lower", "upper"):
+            np.testing.assert_allclose(getattr(fc, key).xs(sid, level="series_id"),
+                                       getattr(one, key), err_msg=f"{sid} {key}")
+
+
+def test_panel_update_moves_every_series_in_the_fitted_order():
+    rng = np.random.default_rng(4)
+    panel = ragged_panel(rng, [40, 30, 26])
+    model = SeasonalNaive(season_length=12).fit(panel.groupby(level="series_id").head(-5))
+    moved = model.update(panel.iloc[::-1])  # the whole history, series in another order
+    refit = SeasonalNaive(season_length=12).fit(panel)
+    np.testing.assert_allclose(moved.predict(6).mean, refit.predict(6).mean)
+
+
+def test_a_large_panel_is_a_few_arrays():
+    import pickle
+
+    rng = np.random.default_rng(5)
+    panel = ragged_panel(rng, [36] * 2000)[["y"]]
+    model = SeasonalNaive(season_length=12).fit(panel)
+    assert len(pickle.dumps(model)) < 2000 * (12 + 4) * 8 + 200_000  # no per-series objects
+    assert model.predict(3).mean.shape == (6000, 1)
+
+
+def test_a_single_series_model_pickled_before_panels_still_forecasts(monthly):
+    model = SeasonalNaive(season_length=12).fit(monthly)
+    expected = model.predict(5)
+    old = dict(model.__dict__, history_=model.history_[0], sigma_=model.sigma_[0],
+               m_=int(model.m_[0]), n_train_=int(model.n_[0]))
+    del old["n_"]
+    restored = object.__new__(SeasonalNaive)
+    restored.__setstate__(old)
+    np.testing.assert_allclose(restored.predict(5).upper, expected.upper)
 
 
 def test_series_input_is_accepted(monthly):

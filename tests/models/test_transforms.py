@@ -10,6 +10,7 @@ import pytest
 
 from forecastflow.data.series import DATE, SERIES
 from forecastflow.models import (
+    Ets,
     Forecast,
     GradientBoosting,
     ModelError,
@@ -18,6 +19,7 @@ from forecastflow.models import (
     PerSeries,
     Sarimax,
     SeasonalNaive,
+    Theta,
 )
 from forecastflow.models.transforms import TRANSFORMS, ForecastPipeline, Transform
 
@@ -185,9 +187,12 @@ def test_pipeline_diff_with_naive_repeats_last_change(monthly):
 
 
 def test_pipeline_on_panel_adapts_per_series(panel):
+    pipe = ForecastPipeline(Theta(), "log")
+    fc = pipe.fit(panel).predict(2)
+    assert isinstance(pipe.model_, Theta)  # panel-native: no wrapper
+    assert isinstance(ForecastPipeline(Ets(), "log").fit(panel).model_, PerSeries)
     pipe = ForecastPipeline(Naive(), "log")
     fc = pipe.fit(panel).predict(2)
-    assert isinstance(pipe.model_, PerSeries)
     assert fc.mean.index.names == [SERIES, DATE]
     for sid in ("a", "b", "c"):
         np.testing.assert_allclose(fc.mean.xs(sid, level=SERIES)["y"],

@@ -90,6 +90,19 @@ def future_index(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeInde
     return pd.date_range(start, periods=horizon, freq=freq, name=DATE)
 
 
+def panel_future_index(last: dict[str, pd.Timestamp], freq: str, horizon: int,
+                       ) -> pd.MultiIndex:
+    """The ``(series, date)`` index of the next ``horizon`` periods of every series (in the
+    order of ``last``): one calendar per distinct last date, however many series."""
+    codes, ends = pd.factorize(pd.DatetimeIndex(list(last.values())))
+    calendars = [future_index(end, freq, horizon) for end in ends]
+    table = calendars[0].append(calendars[1:]) if len(calendars) > 1 else calendars[0]
+    at = (codes[:, None] * horizon + np.arange(horizon)[None, :]).ravel()
+    sids = np.repeat(np.asarray(list(last), dtype=object), horizon)
+    return pd.MultiIndex.from_arrays([sids, table.take(at).rename(DATE)],
+                                     names=[SERIES, DATE])
+
+
 class Forecaster:
     """Base class: input checks and index bookkeeping; subclasses implement ``_fit`` and
     ``_predict`` on plain arrays or frames."""
@@ -238,9 +251,7 @@ class Forecaster:
 
     def forecast_index(self, horizon: int) -> pd.Index:
         if isinstance(self.last_, dict):
-            tuples = [(sid, d) for sid, last in self.last_.items()
-                      for d in future_index(last, self.freq_, horizon)]
-            return pd.MultiIndex.from_tuples(tuples, names=[SERIES, DATE])
+            return panel_future_index(self.last_, self.freq_, horizon)
         return future_index(self.last_, self.freq_, horizon)
 
     def _check_future_exog(self, horizon: int, X: pd.DataFrame | None,

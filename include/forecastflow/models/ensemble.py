@@ -197,7 +197,7 @@ class Ensemble(Forecaster):
         counts = np.zeros((len(sids), len(specs)))
         rows = []
         min_train = 2 * (self.season_length or 1) + 3
-        fitted: dict[int, tuple[Forecaster, frozenset[str]]] = {}
+        fitted: dict[int, list[tuple[Forecaster, frozenset[str]]]] = {}
         for w in range(int(self.windows), 0, -1):
             cut = length - horizon * w  # each series' own origin
             train = (position < cut) & (cut >= min_train)
@@ -208,16 +208,16 @@ class Ensemble(Forecaster):
             members = frozenset(y[train].index.get_level_values(SERIES))
             for i, spec in enumerate(specs):
                 try:
-                    model = self._window_model(spec, fitted.get(i), y, X, train, members)
-                    fitted[i] = (model, members)
-                    future = None if X is None or not model.exog_ else X[test]
-                    fc = model.predict(horizon, future)
+                    fitted[i] = self._window_models(spec, fitted.get(i, []), y, X, train,
+                                                    members)
+                    frame = pd.concat([_frame(model.predict(
+                        horizon, None if X is None or not model.exog_ else X[test]))
+                        for model, _ in fitted[i]])
                 except (FitError, ModelError, np.linalg.LinAlgError) as err:
                     log.warning("ensemble member %s failed on validation window %d: %s",
                                 self.labels()[i], w, err)
+                    fitted.pop(i, None)
                     continue
-                frame = pd.DataFrame({"mean": fc.mean.iloc[:, 0], "lower": fc.lower.iloc[:, 0],
-                                      "upper": fc.upper.iloc[:, 0]})
                 frame = frame.join(actual.rename("actual"), how="inner")
                 frame = frame[np.isfinite(frame.to_numpy()).all(axis=1)]
                 err = (frame["actual"] - frame["mean"]).abs().groupby(level=SERIES).agg(
@@ -234,21 +234,38 @@ class Ensemble(Forecaster):
         forecasts = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
         return errors, forecasts
 
-    def _window_model(self, spec: dict[str, Any],
-                      previous: tuple[Forecaster, frozenset[str]] | None, y: pd.DataFrame,
-                      X: pd.DataFrame | None, train: np.ndarray,
-                      series: frozenset[str]) -> Forecaster:
-        """The member for one validation window: the previous window's fit moved to the new
-        origins (same parameters, no re-estimation) when it covers the same ``series``, else
-        a fit on this window's training rows."""
-        rows = (_level_freq(y[train], self.freq_),
-                None if X is None else _level_freq(X[train], self.freq_))
-        if previous is not None and previous[1] == series:
-            try:
-                return previous[0].update(*rows)
-            except ModelError:
-                pass  # a member that cannot move its origin is refitted
-        return self._build(spec).fit(*rows)
+    def _window_models(self, spec: dict[str, Any],
+                       previous: list[tuple[Forecaster, frozenset[str]]], y: pd.DataFrame,
+                       X: pd.DataFrame | None, train: np.ndarray, series: frozenset[str],
+                       ) -> list[tuple[Forecaster, frozenset[str]]]:
+        """The member for one validation window, as models and the series each forecasts:
+        the previous window's fits moved to the new origins (same parameters, no
+        re-estimation) where their series are all in this window, and one fit on this
+        window's training rows for the series they leave (those too short for the earlier
+        window, or everything when there is no previous fit)."""
+        rows = y[train]
+        sids = rows.index.get_level_values(SERIES)
+        out, covered = [], frozenset()
+        for model, members in previous:
+            if members <= series:
+                try:
+                    out.append((model.update(*self._rows(rows, X, train, sids, members)),
+                                members))
+                    covered |= members
+                except ModelError:
+                    continue  # a member that cannot move its origin is refitted below
+        rest = series - covered
+        if rest:
+            out.append((self._build(spec).fit(*self._rows(rows, X, train, sids, rest)), rest))
+        return out
+
+    def _rows(self, rows: pd.DataFrame, X: pd.DataFrame | None, train: np.ndarray,
+              sids: pd.Index, members: frozenset[str],
+              ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """The training rows of ``members`` (y and X), shaped as the data were given."""
+        keep = np.asarray(sids.isin(list(members)))
+        return (_level_freq(rows[keep], self.freq_),
+                None if X is None else _level_freq(X[train][keep], self.freq_))
 
     def _calibration(self, forecasts: pd.DataFrame, horizon: int) -> list[float] | None:
         """Per step, the factor on the half-widths that covers ``coverage`` of the
@@ -357,6 +374,12 @@ class Ensemble(Forecaster):
         specs = self.member_specs()
         families = [specs[chosen[0]]["family"] for chosen in self.choice_.values()]
         return {f: families.count(f) for f in sorted(set(families))}
+
+
+def _frame(fc: Forecast) -> pd.DataFrame:
+    """A forecast's first target as mean, lower and upper columns on a panel index."""
+    return pd.DataFrame({key: _as_panel(getattr(fc, key)).iloc[:, 0]
+                         for key in ("mean", "lower", "upper")})
 
 
 def _as_panel(frame: pd.DataFrame) -> pd.DataFrame:

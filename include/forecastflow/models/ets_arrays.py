@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 
 from forecastflow.models.theta import seasonal_indices
@@ -101,33 +102,48 @@ def run_filter(values: np.ndarray, n: np.ndarray, params: np.ndarray, season0: n
                mul_error: np.ndarray, mul_season: np.ndarray) -> Filtered:
     """Filter every row through its own series: ``params`` (rows, N_SLOTS), initial
     seasonal states ``season0`` (rows, m) by phase (zeros / ones when there is no season)."""
-    alpha, beta, gamma, phi = (params[:, k] for k in (ALPHA, BETA, GAMMA, PHI))
-    level, slope = params[:, LEVEL].copy(), params[:, SLOPE].copy()
-    season = season0.copy()
-    m = season.shape[1]
     rows = len(n)
-    sse, log_abs = np.zeros(rows), np.zeros(rows)
-    invalid = np.zeros(rows, dtype=bool)
-    multiplicative = mul_error | mul_season
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for t in range(values.shape[1]):
-            live = t < n
-            phase = t % m
-            s = season[:, phase]
-            base = level + phi * slope
-            yhat = np.where(mul_season, base * s, base + s)
-            r = np.where(live, values[:, t] - yhat, 0.0)
-            e = np.where(mul_error, r / yhat, r)
-            sse += np.where(live, e * e, 0.0)
-            if multiplicative.any():
-                log_abs += np.where(live & mul_error, np.log(np.abs(yhat)), 0.0)
-                invalid |= live & multiplicative & ~(yhat > 0)
-            scaled = np.where(mul_season, r / s, r)
-            level = np.where(live, base + alpha * scaled, level)
-            slope = np.where(live, phi * slope + beta * scaled, slope)
-            season[:, phase] = np.where(live, s + gamma * np.where(mul_season, r / base, r), s)
-    invalid |= ~np.isfinite(sse) | ~np.isfinite(level)
+    level, slope = np.empty(rows), np.empty(rows)
+    season = np.array(season0, dtype=float, order="C")  # updated in place
+    sse, log_abs = np.empty(rows), np.empty(rows)
+    invalid = np.empty(rows, dtype=bool)
+    _filter_rows(np.ascontiguousarray(values, dtype=float), np.asarray(n, dtype=np.int64),
+                 np.ascontiguousarray(params, dtype=float), np.asarray(mul_error, dtype=bool),
+                 np.asarray(mul_season, dtype=bool), season, level, slope, sse, log_abs,
+                 invalid)
     return Filtered(level, slope, season, sse, log_abs, invalid)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _filter_rows(values, n, params, mul_error, mul_season, season, level_out,
+                 slope_out, sse_out, log_abs_out, invalid_out):  # pragma: no cover - compiled
+    """The recursions of the module docstring, one row at a time (compiled: a numpy
+    operation per time step costs microseconds of overhead for a few flops per row)."""
+    m = season.shape[1]
+    for i in range(len(n)):
+        alpha, beta, gamma, phi = params[i, 0], params[i, 1], params[i, 2], params[i, 3]
+        level, slope = params[i, 4], params[i, 5]
+        me, ms = mul_error[i], mul_season[i]
+        sse, log_abs, bad = 0.0, 0.0, False
+        for t in range(n[i]):
+            phase = t % m
+            s = season[i, phase]
+            base = level + phi * slope
+            yhat = base * s if ms else base + s
+            r = values[i, t] - yhat
+            e = r / yhat if me else r
+            sse += e * e
+            if me:
+                log_abs += np.log(np.abs(yhat))
+            if (me or ms) and not yhat > 0:
+                bad = True
+            scaled = r / s if ms else r
+            level = base + alpha * scaled
+            slope = phi * slope + beta * scaled
+            season[i, phase] = s + gamma * (r / base if ms else r)
+        level_out[i], slope_out[i] = level, slope
+        sse_out[i], log_abs_out[i] = sse, log_abs
+        invalid_out[i] = bad or not np.isfinite(sse) or not np.isfinite(level)
 
 
 def criterion(f: Filtered, n: np.ndarray, mul_error: np.ndarray) -> np.ndarray:
@@ -185,46 +201,52 @@ def nelder_mead(f: Callable[[np.ndarray, np.ndarray], np.ndarray], x0: np.ndarra
                     np.ndarray, np.ndarray]:
     """Minimize ``f(x, rows)`` (x: (len(rows), d)) for every row independently from ``x0``
     (rows, d); a row stops when its simplex values agree to ``tol`` (relative). Returns the
-    best points and values."""
+    best points and values. The simplices are not reordered: each iteration finds its best,
+    second-worst and worst vertices, and finished rows leave the working arrays."""
     rows, d = x0.shape
     simplex = np.repeat(x0[:, None, :], d + 1, axis=1)
     for i in range(d):
         simplex[:, i + 1, i] += step[i]
     every = np.arange(rows)
     values = np.stack([f(simplex[:, j], every) for j in range(d + 1)], axis=1)
-    active = every
+    active, sim, fv = every, simplex, values  # the unfinished rows' simplices and values
     for _ in range(max_iter):
-        sim, fv = simplex[active], values[active]
         order = np.argsort(fv, axis=1, kind="stable")
-        sim = np.take_along_axis(sim, order[:, :, None], axis=1)
-        fv = np.take_along_axis(fv, order, axis=1)
-        done = np.abs(fv[:, -1] - fv[:, 0]) <= tol * (np.abs(fv[:, 0]) + tol)
-        done |= ~np.isfinite(fv[:, 0])
-        simplex[active], values[active] = sim, fv
-        keep = ~done
-        active, sim, fv = active[keep], sim[keep], fv[keep]
-        if not len(active):
-            break
-        _step(f, active, sim, fv)
-        simplex[active], values[active] = sim, fv
+        at = np.arange(len(active))
+        low, high = fv[at, order[:, 0]], fv[at, order[:, -1]]
+        with np.errstate(invalid="ignore"):  # inf - inf: an invalid row, done below
+            done = np.abs(high - low) <= tol * (np.abs(low) + tol)
+        done |= ~np.isfinite(low)
+        if done.any():
+            simplex[active[done]], values[active[done]] = sim[done], fv[done]
+            keep = ~done
+            active, sim, fv, order = active[keep], sim[keep], fv[keep], order[keep]
+            if not len(active):
+                break
+        _step(f, active, sim, fv, order)
+    simplex[active], values[active] = sim, fv
     best = np.argmin(values, axis=1)
     return simplex[every, best], values[every, best]
 
 
 def _step(f: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
-          sim: np.ndarray, fv: np.ndarray) -> None:
-    """One Nelder-Mead iteration of sorted simplices ``sim`` (values ``fv``), in place."""
-    centroid = sim[:, :-1].mean(axis=1)
-    worst = sim[:, -1]
+          sim: np.ndarray, fv: np.ndarray, order: np.ndarray) -> None:
+    """One Nelder-Mead iteration of simplices ``sim`` (values ``fv``; ``order`` sorts each
+    row's vertices by value), in place."""
+    at = np.arange(len(rows))
+    best_at, worst_at = order[:, 0], order[:, -1]
+    f_best, f_second, f_worst = fv[at, best_at], fv[at, order[:, -2]], fv[at, worst_at]
+    worst = sim[at, worst_at]
+    centroid = (sim.sum(axis=1) - worst) / (sim.shape[1] - 1)
     xr = 2 * centroid - worst
     fr = f(xr, rows)
-    expand = fr < fv[:, 0]
+    expand = fr < f_best
     fe = np.full(len(rows), np.inf)
     xe = 3 * centroid - 2 * worst
     if expand.any():
         fe[expand] = f(xe[expand], rows[expand])
-    contract = ~expand & ~(fr < fv[:, -2])
-    outside = fr < fv[:, -1]
+    contract = ~expand & ~(fr < f_second)
+    outside = fr < f_worst
     xc = np.where(outside[:, None], centroid + 0.5 * (xr - centroid),
                   centroid + 0.5 * (worst - centroid))
     fc = np.full(len(rows), np.inf)
@@ -232,18 +254,20 @@ def _step(f: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
         fc[contract] = f(xc[contract], rows[contract])
     take_e = expand & (fe < fr)
     take_r = ~contract & ~take_e
-    take_c = contract & (fc < np.where(outside, fr, fv[:, -1]))
+    take_c = contract & (fc < np.where(outside, fr, f_worst))
     new = np.where(take_e[:, None], xe, np.where(take_r[:, None], xr, xc))
     new_f = np.where(take_e, fe, np.where(take_r, fr, fc))
     accept = take_e | take_r | take_c
-    sim[accept, -1], fv[accept, -1] = new[accept], new_f[accept]
+    sim[at[accept], worst_at[accept]] = new[accept]
+    fv[at[accept], worst_at[accept]] = new_f[accept]
     shrink = contract & ~take_c
-    if shrink.any():
+    if shrink.any():  # every vertex halfway to the best (which stays)
         idx = np.flatnonzero(shrink)
-        best = sim[idx, :1]
-        sim[idx, 1:] = best + 0.5 * (sim[idx, 1:] - best)
-        for j in range(1, sim.shape[1]):
-            fv[idx, j] = f(sim[idx, j], rows[idx])
+        best = sim[idx, best_at[idx]][:, None, :]
+        sim[idx] = best + 0.5 * (sim[idx] - best)
+        for j in range(sim.shape[1]):
+            moved = idx[best_at[idx] != j]
+            fv[moved, j] = f(sim[moved, j], rows[moved])
 
 
 # Fitting one specification -----------------------------------------------------------------
