@@ -115,8 +115,11 @@ def run_filter(values: np.ndarray, n: np.ndarray, params: np.ndarray, season0: n
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _filter_rows(values, n, params, mul_error, mul_season, season, level_out,
-                 slope_out, sse_out, log_abs_out, invalid_out):  # pragma: no cover - compiled
+def _filter_rows(values: np.ndarray, n: np.ndarray, params: np.ndarray,
+                 mul_error: np.ndarray, mul_season: np.ndarray, season: np.ndarray,
+                 level_out: np.ndarray, slope_out: np.ndarray, sse_out: np.ndarray,
+                 log_abs_out: np.ndarray, invalid_out: np.ndarray,
+                 ) -> None:  # pragma: no cover - compiled
     """The recursions of the module docstring, one row at a time (compiled: a numpy
     operation per time step costs microseconds of overhead for a few flops per row)."""
     m = season.shape[1]
