@@ -102,7 +102,8 @@ def serial_seconds(problem_name: str) -> float:
     results = [run_trial(t, data, problem) for t in plan_trials(problem)]
     best = select(results, problem.metric, problem.coverage).best.trial
     best.build(problem, data.season).fit(data.y, data.X)
-    spec = BacktestSpec.from_problem(problem, data.season)
+    spec = BacktestSpec.from_problem(problem, data.season,
+                                     n_series=len(data.series_ids))
     backtest(baseline_trial(problem).build(problem, data.season), data, spec)
     return time.perf_counter() - start
 

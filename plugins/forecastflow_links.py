@@ -1,4 +1,5 @@
-"""Airflow plugin: an "MLflow run" button on every ForecastFlow training task.
+"""Airflow plugin: an "MLflow run" button on every ForecastFlow training task, and every
+ForecastFlow task's peak memory in its log.
 
 The training tasks push the URL of their DAG run's MLflow parent run to XCom under this link's
 key (``forecastflow.orchestration.constants.LINK_KEY``); the link reads it back. The MLflow UI
@@ -8,6 +9,10 @@ http(s), else http://localhost:5000).
 
 from __future__ import annotations
 
+import logging
+import resource
+
+from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
@@ -30,6 +35,31 @@ class MLflowRunLink(BaseOperatorLink):
                                                                            ti_key=ti_key)
 
 
+class PeakMemory:
+    """Logs the task process's peak resident memory when a ForecastFlow task ends (called
+    in the task's own process, after its work): ``peak memory of this task: N MB``."""
+
+    log = logging.getLogger("forecastflow.memory")
+
+    def _report(self, task_instance) -> None:  # noqa: ANN001 - Airflow's runtime TI
+        if not str(getattr(task_instance, "dag_id", "")).startswith(PREFIXES):
+            return
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        self.log.info("peak memory of this task: %.0f MB", peak_mb)
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state, task_instance) -> None:  # noqa: ANN001
+        self._report(task_instance)
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state, task_instance, error) -> None:  # noqa: ANN001
+        self._report(task_instance)
+
+
+PREFIXES = ("train_", "forecast_", "monitor_")
+
+
 class ForecastflowPlugin(AirflowPlugin):
     name = "forecastflow"
     global_operator_extra_links = [MLflowRunLink()]
+    listeners = [PeakMemory()]

@@ -42,7 +42,8 @@ def fit_final(trial: Trial, data: SeriesData, problem: ProblemConfig,
 
 def evaluate_trial(trial: Trial, data: SeriesData, problem: ProblemConfig) -> BacktestResult:
     """The full backtest of one trial, keeping every window's forecasts (for plots/tables)."""
-    spec = BacktestSpec.from_problem(problem, data.season)
+    spec = BacktestSpec.from_problem(problem, data.season,
+                                     n_series=len(data.series_ids))
     return backtest(trial.build(problem, data.season), data, spec)
 
 

@@ -12,7 +12,7 @@ import pytest
 from forecastflow.data.series import DATE, SERIES, SeriesData
 from forecastflow.evaluation.backtest import BacktestSpec, backtest, cutoffs
 from forecastflow.evaluation.metrics import METRICS
-from forecastflow.models import FitError, Naive, Sarimax, SeasonalNaive
+from forecastflow.models import FitError, ModelError, Naive, Sarimax, SeasonalNaive
 from forecastflow.models.transforms import ForecastPipeline
 
 
@@ -187,3 +187,58 @@ def test_spec_from_problem(make_problem):
     assert default.min_train == 2 * 12 + 2
     override = BacktestSpec.from_problem(make_problem(), season=12, windows=1, horizon=2)
     assert (override.windows, override.horizon) == (1, 2)
+
+
+class NoUpdate(Naive):
+    """Naive that cannot move its origin (as a family without ``_update``)."""
+
+    family = "no_update"
+
+    def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        raise ModelError("no_update cannot move its origin without refitting")
+
+
+@pytest.mark.parametrize(("refit", "fitted"), [(1, [True, True, True]),
+                                               (0, [True, False, False]),
+                                               (2, [True, False, True])])
+def test_refit_fits_the_windows_it_names_and_moves_the_others(monthly_data, refit, fitted):
+    Recorder.seen.clear()
+    spec = BacktestSpec(horizon=6, windows=3, step=4, min_train=10, refit=refit)
+    result = backtest(Recorder(), monthly_data, spec)
+    assert result.windows["refit"].tolist() == fitted
+    assert len(Recorder.seen) == sum(fitted)  # moved windows estimate nothing
+    # A moved window forecasts from its own cutoff: the last value before it (naive).
+    for k, cutoff in enumerate(cutoffs(monthly_data, spec)):
+        window = result.predictions[result.predictions["window"] == k]
+        assert np.allclose(window["forecast"], monthly_data.y.loc[cutoff].iloc[0])
+
+
+def test_refit_moved_panel_window_keeps_the_first_windows_estimates(panel_data):
+    spec = BacktestSpec(horizon=6, windows=3, step=6, min_train=12, refit=0)
+    moved = backtest(SeasonalNaive(season_length=12), panel_data, spec)
+    assert moved.windows["refit"].tolist() == [True, False, False]
+    # Seasonal naive's point forecasts do not depend on its estimates: equal to refitting.
+    every = backtest(SeasonalNaive(season_length=12), panel_data,
+                     BacktestSpec(horizon=6, windows=3, step=6, min_train=12))
+    np.testing.assert_allclose(moved.predictions["forecast"], every.predictions["forecast"])
+
+
+def test_a_model_that_cannot_move_is_refitted(monthly_data):
+    spec = BacktestSpec(horizon=6, windows=3, step=4, min_train=10, refit=0)
+    result = backtest(NoUpdate(), monthly_data, spec)
+    assert result.windows["refit"].tolist() == [True, True, True]
+    assert result.ok and result.n_failed == 0
+
+
+def test_refit_default_follows_the_number_of_series(make_problem):
+    from forecastflow.evaluation.backtest import REFIT_MAX_SERIES
+
+    problem = make_problem()
+    assert BacktestSpec.from_problem(problem, 12, n_series=10).refit == 1
+    assert BacktestSpec.from_problem(problem, 12, n_series=REFIT_MAX_SERIES).refit == 0
+    said = make_problem(backtest={"refit": 3})
+    assert BacktestSpec.from_problem(said, 12, n_series=REFIT_MAX_SERIES).refit == 3
+    assert BacktestSpec.from_problem(make_problem(backtest={"refit": True}), 12,
+                                     n_series=50_000).refit == 1
+    with pytest.raises(ValueError, match="refit must be true, false or a window count"):
+        make_problem(backtest={"refit": 0})

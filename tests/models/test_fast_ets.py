@@ -48,9 +48,11 @@ def test_nelder_mead_minimizes_each_row_on_its_own():
     def f(x, rows):
         return np.sum((x - targets[rows]) ** 2, axis=1)
 
-    x, value = engine.nelder_mead(f, np.zeros((3, 2)), np.ones(2), max_iter=300, tol=1e-12)
+    x, value, stopped = engine.nelder_mead(f, np.zeros((3, 2)), np.ones(2), max_iter=300,
+                                           tol=1e-12)
     np.testing.assert_allclose(x, targets, atol=1e-4)
-    assert (value < 1e-7).all()
+    assert (value < 1e-7).all() and stopped.all()
+    assert not engine.nelder_mead(f, np.zeros((3, 2)), np.ones(2), max_iter=3)[2].any()
 
 
 def panel(n_series: int = 5) -> pd.DataFrame:

@@ -59,7 +59,7 @@ def test_search_task_fits_inside_the_limit(monkeypatch, tmp_path):
     monkeypatch.setattr(SeriesData, "load", staticmethod(lambda path: None))
     ctx = training.run_context("p", "train_p", "manual__1", "2026-01-01", "2026-01-01",
                                {"parallelism": 4})
-    batch = {"batch": 0, "items": [{"trial": {}, "series_ids": None}], "run": {"data": "x"}}
+    batch = {"batch": 0, "items": [{"trial": {}, "series_slice": None}], "run": {"data": "x"}}
     with pytest.raises(RuntimeError, match="stop after"):
         training.search(ctx, batch)
     expected = max(1, threads.cores() // 4)

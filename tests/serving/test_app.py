@@ -454,3 +454,23 @@ def test_models_registered_without_a_card_get_one_from_the_server(server, tmp_pa
     again.load_cached()
     assert again.slots[SINGLE].model is None and again.slots[SINGLE].table
     assert again.forecast(SINGLE, b'{"horizon": 4}') == expected
+
+
+def test_exog_free_requests_are_answered_from_the_table_equal_to_the_model(server, tmp_path):
+    """With the model in memory too, exog-free requests read the precomputed table (by
+    series: no scan of every row); its answers equal the model's, in the model's order."""
+    from forecastflow.serving.hub import Hub, RequestError, run_forecast, table_forecast
+    from forecastflow.serving.schemas import parse_request
+
+    hub = Hub([PANEL], tmp_path, poll_seconds=60, response_cache_size=0)
+    hub.load_fast()
+    hub.load_models()
+    slot = hub.slots[PANEL]
+    assert slot.model is not None and set(slot.by_series) == {"a", "b", "c"}
+    for body in ({"horizon": 12}, {"horizon": 5, "series_ids": ["c", "a", "c"]},
+                 {"horizon": 1, "series_ids": ["b"]}):
+        request = parse_request(json.dumps(body).encode())
+        assert table_forecast(slot, request) == run_forecast(slot, request)
+        assert hub.forecast(PANEL, json.dumps(body).encode()) == run_forecast(slot, request)
+    with pytest.raises(RequestError, match=r"series_ids: unknown series \['zz'\]"):
+        hub.forecast(PANEL, b'{"horizon": 2, "series_ids": ["zz", "a"]}')

@@ -109,6 +109,18 @@ class BacktestConfig(_Strict):
     mode: Literal["expanding", "sliding"] = "expanding"
     window_length: int | None = Field(default=None, ge=2)
     min_train: int | None = Field(default=None, ge=2)
+    # Re-estimate at every window (true), only at the first (false: later windows move the
+    # first fit's origin with the same parameters, as statsforecast's cross_validation with
+    # refit=False), or every k-th window (k). Omitted: every window below
+    # REFIT_MAX_SERIES series, the first only from there on.
+    refit: bool | int | None = None
+
+    @field_validator("refit")
+    @classmethod
+    def _refit_positive(cls, value: bool | int | None) -> bool | int | None:
+        if value is not None and not isinstance(value, bool) and value < 1:
+            raise ValueError(f"refit must be true, false or a window count >= 1, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _sliding_needs_length(self) -> BacktestConfig:

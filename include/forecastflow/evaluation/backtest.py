@@ -1,7 +1,14 @@
-"""Rolling-origin backtests: refit at each cutoff, forecast the next ``horizon`` periods.
+"""Rolling-origin backtests: fit at each cutoff, forecast the next ``horizon`` periods.
 
 One row per window (cutoff, train length, fit and predict seconds, every metric, status). A
 window whose fit fails is recorded with its reason; the backtest fails only if all do.
+
+With ``refit`` k > 1 (or 0: the first window only), the windows between refits move the last
+fit's origin to their cutoff (``Forecaster.update``: the same parameters, filtered through
+the new periods), which costs a filter pass instead of an estimation. A problem's YAML
+omitting it gets every window refitted below ``REFIT_MAX_SERIES`` series and only the first
+from there on: on large panels the estimation is the cost, and the metrics averaged over
+thousands of series hardly move (the row's ``refit`` column says which windows were fitted).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from forecastflow.models.base import FitError, Forecaster, ModelError
 
 log = logging.getLogger(__name__)
 
+# Panels of at least this many series refit only at the first window unless the YAML says.
+REFIT_MAX_SERIES = 1000
+
 # Errors a window may fail with and still let the others run: a model that cannot fit these
 # data, or data/parameters a model rejects. Anything else is a bug and propagates.
 WINDOW_ERRORS = (FitError, ModelError, np.linalg.LinAlgError)
@@ -33,14 +43,26 @@ class BacktestSpec:
     mode: str = "expanding"
     window_length: int | None = None
     min_train: int = 10
+    refit: int = 1  # fit every ``refit``-th window (0: the first only); others move origins
 
     @classmethod
     def from_problem(cls, problem: object, season: int, windows: int | None = None,
-                     horizon: int | None = None) -> BacktestSpec:
+                     horizon: int | None = None, n_series: int = 1) -> BacktestSpec:
+        """The problem's backtest; ``n_series`` (of the whole problem) decides an omitted
+        ``refit``."""
         bt = problem.backtest
+        refit = bt.refit
+        if refit is None:
+            refit = n_series < REFIT_MAX_SERIES
         return cls(horizon=horizon or problem.horizon, windows=windows or bt.windows,
                    step=problem.backtest_step(), mode=bt.mode, window_length=bt.window_length,
-                   min_train=problem.min_train(season))
+                   min_train=problem.min_train(season), refit=int(refit))
+
+    def refits(self, window: int) -> bool:
+        """Whether window ``window`` (0 = the oldest) is fitted rather than moved."""
+        if self.mode == "sliding" or window == 0:
+            return True  # a sliding window drops old periods: an update cannot
+        return self.refit > 0 and window % self.refit == 0
 
 
 @dataclass
@@ -96,24 +118,38 @@ def _frequency_index(frame: pd.DataFrame, freq: str) -> pd.DataFrame:
     return frame
 
 
+def _window_model(model: Forecaster, previous: Forecaster | None, k: int, train: SeriesData,
+                  spec: BacktestSpec) -> tuple[Forecaster, bool]:
+    """Window ``k``'s model and whether it was fitted: ``previous`` moved to the window's
+    cutoff when the spec says so and it can be (same series), else a fresh fit."""
+    y = _frequency_index(train.y, train.freq)
+    X = None if train.X is None else _frequency_index(train.X, train.freq)
+    if previous is not None and not spec.refits(k):
+        try:
+            return previous.update(y, X), False
+        except ModelError as err:
+            log.info("window %d: the previous fit cannot be moved (%s); fitting", k, err)
+    return model.clone().fit(y, X), True
+
+
 def backtest(model: Forecaster, data: SeriesData, spec: BacktestSpec) -> BacktestResult:
     """Evaluate ``model`` (cloned at each window) on rolling origins over ``data``."""
     rows, predictions = [], []
+    previous: Forecaster | None = None
     for k, cutoff in enumerate(cutoffs(data, spec)):
         train, test_y, test_X = _train_test(data, cutoff, spec)
         n_train = len(train.y) // max(len(train.series_ids), 1)
         row: dict[str, object] = {"window": k, "cutoff": cutoff, "train_length": n_train,
                                   "fit_seconds": np.nan, "predict_seconds": np.nan,
                                   **{m: np.nan for m in METRICS}, "status": "ok", "error": "",
-                                  "converged": True, "warnings": ""}
+                                  "converged": True, "warnings": "", "refit": True}
         try:
             if n_train < spec.min_train:
                 raise ModelError(f"window {k} has {n_train} training periods; "
                                  f"min_train is {spec.min_train}")
-            fitted = model.clone()
             start = time.perf_counter()
-            fitted.fit(_frequency_index(train.y, data.freq),
-                       None if train.X is None else _frequency_index(train.X, data.freq))
+            fitted, row["refit"] = _window_model(model, previous, k, train, spec)
+            previous = fitted
             row["fit_seconds"] = time.perf_counter() - start
             start = time.perf_counter()
             fc = fitted.predict(spec.horizon, None if test_X is None else test_X.copy())

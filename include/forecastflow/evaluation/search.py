@@ -228,9 +228,11 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
         problem = parse_problem(problem)
     if isinstance(data, (str, os.PathLike)):
         data = SeriesData.load(data)
+    n_series = len(data.series_ids)  # of the whole problem: decides an omitted refit
     if series_ids is not None:
         data = data.subset(series_ids)
-    spec = BacktestSpec.from_problem(problem, data.season, windows=windows, horizon=horizon)
+    spec = BacktestSpec.from_problem(problem, data.season, windows=windows, horizon=horizon,
+                                     n_series=n_series)
     started_at = time.time()  # wall clock, for the trial's MLflow run
     start = time.perf_counter()
     model = trial.build(problem, data.season)

@@ -201,11 +201,12 @@ def initial_states(values: np.ndarray, n: np.ndarray, m: int, season: str | None
 
 def nelder_mead(f: Callable[[np.ndarray, np.ndarray], np.ndarray], x0: np.ndarray,
                 step: np.ndarray, max_iter: int = 200, tol: float = 1e-7) -> tuple[
-                    np.ndarray, np.ndarray]:
+                    np.ndarray, np.ndarray, np.ndarray]:
     """Minimize ``f(x, rows)`` (x: (len(rows), d)) for every row independently from ``x0``
     (rows, d); a row stops when its simplex values agree to ``tol`` (relative). Returns the
-    best points and values. The simplices are not reordered: each iteration finds its best,
-    second-worst and worst vertices, and finished rows leave the working arrays."""
+    best points and values, and which rows stopped so (the others ran out of iterations).
+    The simplices are not reordered: each iteration finds its best, second-worst and worst
+    vertices, and finished rows leave the working arrays."""
     rows, d = x0.shape
     simplex = np.repeat(x0[:, None, :], d + 1, axis=1)
     for i in range(d):
@@ -213,6 +214,7 @@ def nelder_mead(f: Callable[[np.ndarray, np.ndarray], np.ndarray], x0: np.ndarra
     every = np.arange(rows)
     values = np.stack([f(simplex[:, j], every) for j in range(d + 1)], axis=1)
     active, sim, fv = every, simplex, values  # the unfinished rows' simplices and values
+    converged = np.ones(rows, dtype=bool)
     for _ in range(max_iter):
         order = np.argsort(fv, axis=1, kind="stable")
         at = np.arange(len(active))
@@ -228,8 +230,9 @@ def nelder_mead(f: Callable[[np.ndarray, np.ndarray], np.ndarray], x0: np.ndarra
                 break
         _step(f, active, sim, fv, order)
     simplex[active], values[active] = sim, fv
+    converged[active] = False
     best = np.argmin(values, axis=1)
-    return simplex[every, best], values[every, best]
+    return simplex[every, best], values[every, best], converged
 
 
 def _step(f: Callable[[np.ndarray, np.ndarray], np.ndarray], rows: np.ndarray,
@@ -335,6 +338,7 @@ class SpecFit:
     season0: np.ndarray  # (rows, m)
     lik: np.ndarray
     aicc: np.ndarray
+    converged: np.ndarray  # the search stopped on its tolerance, not on max_iter
 
 
 def fit_spec(spec: Spec, values: np.ndarray, n: np.ndarray, m: int,
@@ -357,10 +361,10 @@ def fit_spec(spec: Spec, values: np.ndarray, n: np.ndarray, m: int,
     extra = spec.dims(m) - len(spec.slots)
     x0 = np.tile([START[s] for s in spec.slots] + [0.0] * extra, (rows, 1))
     steps = np.array([STEP[s] for s in spec.slots] + [0.5] * extra)
-    x, lik = nelder_mead(objective, x0, steps, max_iter)
+    x, lik, converged = nelder_mead(objective, x0, steps, max_iter)
     params = decode(spec, x, start)
     return SpecFit(params, moved_season(spec, x, season0, scale), lik,
-                   aicc(lik, n, spec.n_params(m)))
+                   aicc(lik, n, spec.n_params(m)), converged)
 
 
 # Choosing per series, and forecasting ------------------------------------------------------
@@ -381,6 +385,9 @@ class Fitted:
     slope: np.ndarray
     season: np.ndarray
     n: np.ndarray
+    # Rows whose chosen specification's search stopped on its tolerance (None: pickled
+    # before this was recorded).
+    converged: np.ndarray | None = None
 
     def moved(self, values: np.ndarray, n: np.ndarray) -> Fitted:
         """The state at the end of ``values`` (same parameters and starting states)."""
@@ -398,6 +405,7 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
     chosen = np.full(rows, -1)
     params = np.zeros((rows, N_SLOTS))
     season0 = np.zeros((rows, max(m, 1)))
+    converged = np.ones(rows, dtype=bool)
     for i, spec in enumerate(candidates):
         ok = np.ones(rows, dtype=bool)
         if spec.error == "mul" or spec.season == "mul":
@@ -412,6 +420,7 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
         at = idx[better]
         best[at], chosen[at] = fit.aicc[better], i
         params[at], season0[at] = fit.params[better], fit.season0[better]
+        converged[at] = fit.converged[better]
     fallback = chosen < 0  # nothing could be fitted (too short, say): a random walk
     if fallback.any():
         chosen[fallback] = next(i for i, s in enumerate(candidates)
@@ -425,7 +434,7 @@ def fit_auto(values: np.ndarray, n: np.ndarray, m: int, candidates: list[Spec],
     f = run_filter(values, n, params, season0, mul_error, mul_season)
     return Fitted(chosen, params, season0, mul_error, mul_season, best,
                   sigma=np.sqrt(f.sse / np.maximum(n - 1, 1)), fallback=fallback,
-                  level=f.level, slope=f.slope, season=f.season, n=n)
+                  level=f.level, slope=f.slope, season=f.season, n=n, converged=converged)
 
 
 def forecast(fitted: Fitted, horizon: int, z: float) -> tuple[np.ndarray, np.ndarray,

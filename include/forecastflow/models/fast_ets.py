@@ -65,7 +65,13 @@ class FastEts(Forecaster):
                            f"{fallback[:5]} (too short?)")
         warnings = [f"{len(fallback)} series too short or unfit for every ETS form are "
                     f"forecast as a random walk: {fallback[:10]}"] if fallback else []
-        self.fit_info_ = {"converged": True, "warnings": warnings, "chosen": self.chosen(),
+        stopped = self.state_.converged
+        unfinished = int(np.sum(~stopped)) if stopped is not None else 0
+        if unfinished:
+            warnings.append(f"{unfinished} of {len(ids)} series' searches stopped at max_iter "
+                            f"{self.max_iter} (their best point so far is used)")
+        self.fit_info_ = {"converged": unfinished == 0, "n_not_converged": unfinished,
+                          "warnings": warnings, "chosen": self.chosen(),
                           "fallbacks": fallback}
 
     def chosen(self) -> dict[str, int]:

@@ -26,7 +26,7 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
     """Work items (a trial, and for local models on panels a slice of the series) dealt into
     at most ``parallelism`` balanced batches: one mapped search task per batch, never one
     task per series x trial."""
-    from forecastflow.evaluation.search import batches, plan_trials
+    from forecastflow.evaluation.search import plan_trials
 
     problem = effective_problem(ctx)
     params = ctx.get("params") or {}
@@ -45,13 +45,16 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
             "global_model", True)
         if ids and not global_model:
             size = math.ceil(len(ids) / n_batches)
-            chunks: list[list[str] | None] = list(batches(ids, size))
+            # A slice of the data's series order, not the ids: the XCom stays a few hundred
+            # bytes however many series the panel has.
+            chunks: list[list[int] | None] = [[start, min(start + size, len(ids))]
+                                              for start in range(0, len(ids), size)]
         else:
             chunks = [None]
         for chunk in chunks:
-            cost = FAMILY_COST.get(trial.family, 1.0) * (len(chunk) if chunk else max(
+            cost = FAMILY_COST.get(trial.family, 1.0) * (chunk[1] - chunk[0] if chunk else max(
                 len(ids), 1))
-            items.append({"trial": trial.to_dict(), "series_ids": chunk, "cost": cost})
+            items.append({"trial": trial.to_dict(), "series_slice": chunk, "cost": cost})
     # Longest processing time first: each item goes to the least loaded batch.
     loads = [0.0] * min(n_batches, len(items))
     run = {k: v for k, v in validated.items() if k != "dropped"}

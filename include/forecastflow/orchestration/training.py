@@ -132,12 +132,19 @@ def search(ctx: Context, batch: dict[str, Any]) -> dict[str, Any]:
     data = SeriesData.load(batch["run"]["data"])
     folder = run_dir(ctx) / "search"
     with limited(search_concurrency(ctx), f"search batch {batch['batch']}"):
-        results = [run_trial(item["trial"], data, problem, series_ids=item["series_ids"],
+        results = [run_trial(item["trial"], data, problem,
+                             series_ids=_series_slice(data, item.get("series_slice")),
                              predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet"
                              ).to_dict()
                    for i, item in enumerate(batch["items"])]
     path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
     return {"results": str(path), "n": len(results), "run": batch["run"]}
+
+
+def _series_slice(data: Any, where: list[int] | None) -> list[str] | None:
+    """The series of a planned slice ``[start, stop)`` of the data's series order (None:
+    all of them)."""
+    return None if where is None else data.series_ids[where[0]:where[1]]
 
 
 def search_concurrency(ctx: Context) -> int:
@@ -240,7 +247,8 @@ def _evaluate(ctx: Context, validated: dict[str, Any],
 
     problem = effective_problem(ctx)
     data = SeriesData.load(validated["data"])
-    spec = BacktestSpec.from_problem(problem, data.season)
+    spec = BacktestSpec.from_problem(problem, data.season,
+                                     n_series=len(data.series_ids))
     trial = Trial.from_dict(selected["trial"])
     if selected.get("predictions"):
         # The search already backtested the winner on these windows: reuse its forecasts.

@@ -40,6 +40,17 @@ class Slot:
     loaded_at: float
     source: str  # "registry" (verified), "cache" (restart) or "lookup" (fast first start)
     table: list[dict[str, Any]] | None = None  # max-horizon forecast (exog-free problems)
+    # The table's rows per series id (in table order), so that a request for one series of
+    # 50,000 reads its own rows instead of scanning all of them.
+    by_series: dict[Any, list[dict[str, Any]]] | None = field(default=None, repr=False,
+                                                              compare=False)
+
+    def __post_init__(self) -> None:
+        if self.table is not None and self.by_series is None:
+            groups: dict[Any, list[dict[str, Any]]] = {}
+            for row in self.table:
+                groups.setdefault(row.get("series_id"), []).append(row)
+            object.__setattr__(self, "by_series", groups)
 
 
 @dataclass
@@ -201,10 +212,13 @@ class Hub:
                     continue
                 metrics = _tag_metrics(current.tags)
                 family = current.tags.get("family", meta.get("family", "?"))
-                new = self._slot(problem, version, family, model, meta, metrics, "registry")
+                card = self.disk.read_card(problem, version)
+                if card is None:  # registered without one: written here once
+                    self.disk.write_card(problem, version, model, meta)
+                    card = self.disk.read_card(problem, version)
+                new = self._slot(problem, version, family, model, meta, metrics, "registry",
+                                 None if card is None else card["table"])
                 self._install(new)
-            if self.disk.read_card(problem, version) is None:
-                self._write_card(new)
             self._write_pointer(new)
             self.errors.pop(problem, None)
             if slot is None or slot.version != version:
@@ -215,11 +229,12 @@ class Hub:
 
     @staticmethod
     def _slot(problem: str, version: str, family: str, model: Any, meta: dict[str, Any],
-              metrics: dict[str, float], source: str) -> Slot:
+              metrics: dict[str, float], source: str,
+              table: list[dict[str, Any]] | None = None) -> Slot:
         from forecastflow.lifecycle.contract import origin_of
 
         return Slot(problem, str(version), family, model, meta, metrics,
-                    str(origin_of(model).date()), time.time(), source)
+                    str(origin_of(model).date()), time.time(), source, table)
 
     def _install(self, slot: Slot) -> None:
         self.slots = {**self.slots, slot.problem: slot}  # one atomic swap of the snapshot
@@ -271,10 +286,10 @@ class Hub:
                 return cached
         request = parse_request(body)
         check_request(slot, request)
-        if slot.model is not None:
+        if slot.table is not None and not request.exog:
+            result = table_forecast(slot, request)  # exog-free: precomputed, whatever the model
+        elif slot.model is not None:
             result = run_forecast(slot, request)
-        elif slot.table is not None and not request.exog:
-            result = table_forecast(slot, request)  # the model is still being read
         else:
             slot = self._attach_model(problem)
             if slot is None or slot.model is None:
@@ -360,10 +375,17 @@ def _response(slot: Slot, horizon: int, rows: list[dict[str, Any]]) -> dict[str,
 
 def table_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     """An exog-free forecast cut from the version's max-horizon table (checked request)."""
-    wanted = None if request.series_ids is None else set(request.series_ids)
-    rows = [row for row in slot.table or [] if row["step"] <= request.horizon and (
-        wanted is None or row.get("series_id") in wanted)]
-    return _response(slot, request.horizon, rows)
+    h = request.horizon
+    if request.series_ids is None:
+        return _response(slot, h, [row for row in slot.table or [] if row["step"] <= h])
+    groups = slot.by_series or {}
+    unknown = sorted({s for s in request.series_ids if s not in groups})
+    if unknown:
+        raise RequestError(422, f"unknown series_id(s) {unknown[:5]}")
+    rank = {sid: i for i, sid in enumerate(groups)} if len(request.series_ids) > 1 else {}
+    wanted = sorted(set(request.series_ids), key=rank.get)  # the table's (the model's) order
+    rows = [row for sid in wanted for row in groups[sid] if row["step"] <= h]
+    return _response(slot, h, rows)
 
 
 def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
