@@ -6,7 +6,8 @@ N monthly series, and ``forecastflow serve`` on the champion they publish.
 For each size, in a fresh temporary state folder: the panel of ``scale.py`` (M1 and Tourism
 monthly series, rescaled, noisy, cut to random lengths; the last 12 months held out) is
 written as a Parquet file, and a problem YAML without ``models:`` (the default candidates)
-points at it. ``airflow standalone`` (LocalExecutor, SQLite, 2 slots) runs ``train_<p>``
+points at it (three backtest origins 4 months apart, so that the shortest series, 4 years,
+are kept). ``airflow standalone`` (LocalExecutor, SQLite, 2 slots) runs ``train_<p>``
 from a manual trigger; its champion Asset starts ``forecast_<p>``. Reported per size:
 
 - wall seconds of each task (and the run), and each task's peak memory (the plugin's
@@ -88,7 +89,9 @@ def write_problem(n_series: int, home: Path) -> tuple[str, pd.DataFrame]:
     problem = {"name": name, "description": f"{n_series} monthly series (bench/scale_dag.py)",
                "source": str(data), "time_column": "date", "id_column": "series_id",
                "target": "value", "frequency": "MS", "horizon": HORIZON, "metric": "mase",
-               "schedule": None}
+               # Three origins 4 months apart: the panel's shortest series (4 years) keep
+               # the minimum training length (two seasons and 2) at the first.
+               "backtest": {"windows": 3, "step": 4}, "schedule": None}
     folder = home / "problems"
     folder.mkdir(parents=True)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump(problem, sort_keys=False))

@@ -222,23 +222,22 @@ class GradientBoosting(Forecaster):
                   if len(s.values) - c > self._need + self.d_}
         features, target = self._design(usable, cut=c)
         model = self._regressor().fit(features, target)
-        errors: list[list[float]] = [[] for _ in range(c)]
+        # Every origin of every series recursed at once: one prediction per step for all.
+        states, exogs, actuals = [], [], []
         for s in usable.values():
             n = len(s.values)
             origins = np.arange(n - c, n)  # forecast from the end of index origin - 1
-            states = [self._state(s, o) for o in origins]
-            steps = n - origins
-            horizon = int(steps.max())
-            exog = None
+            states += [self._state(s, o) for o in origins]
             if s.exog is not None:
-                exog = np.stack([np.vstack([s.exog[o:o + horizon],
-                                            np.repeat(s.exog[-1:], max(0, o + horizon - n), 0)])
-                                 for o in origins])
-            z = self._recurse(model, states, horizon, exog)
-            actual = s.values / s.scale
+                exogs.append(np.stack([np.vstack([s.exog[o:o + c], np.repeat(
+                    s.exog[-1:], max(0, o + c - n), 0)]) for o in origins]))
+            actual = np.full((c, c), np.nan)  # (origin, step): NaN past the series' end
             for i, o in enumerate(origins):
-                for h in range(steps[i]):
-                    errors[h].append(abs(actual[o + h] - z[i, h]))
+                actual[i, :n - o] = s.values[o:] / s.scale
+            actuals.append(actual)
+        z = self._recurse(model, states, c, np.concatenate(exogs) if exogs else None)
+        gaps = np.abs(np.concatenate(actuals) - z)
+        errors = [column[np.isfinite(column)] for column in gaps.T]
         widths = []
         for errs in errors:
             errs_arr = np.sort(np.asarray(errs))

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # Rough relative cost of one trial on one series, to balance the search batches.
 FAMILY_COST = {"naive": 0.01, "seasonal_naive": 0.01, "drift": 0.01, "sarimax": 1.0,
-               "varmax": 3.0, "gradient_boosting": 0.3, "ets": 1.0, "fast_ets": 0.1,
+               "varmax": 3.0, "gradient_boosting": 0.8, "ets": 1.0, "fast_ets": 0.1,
                "theta": 0.02,
                "auto_arima": 5.0, "ensemble": 3.0}
 
