@@ -5,6 +5,7 @@ cache; health. See :mod:`forecastflow.serving.app` for the start-up path."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -45,7 +46,12 @@ class Slot:
     by_series: dict[Any, list[dict[str, Any]]] | None = field(default=None, repr=False,
                                                               compare=False)
 
+    known: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        # The panel's series ids as a set, built once (a request checks its ids against it).
+        object.__setattr__(self, "known", frozenset(str(s) for s in self.meta.get("series")
+                                                    or []))
         if self.table is not None and self.by_series is None:
             groups: dict[Any, list[dict[str, Any]]] = {}
             for row in self.table:
@@ -238,6 +244,11 @@ class Hub:
 
     def _install(self, slot: Slot) -> None:
         self.slots = {**self.slots, slot.problem: slot}  # one atomic swap of the snapshot
+        if slot.table is not None:
+            # A 50,000-series table is 600,000 row dicts: left to the cyclic collector, its
+            # full passes would walk them all in the middle of requests (tail latency).
+            # They hold no cycles; refcounting frees them when the slot is replaced.
+            gc.freeze()
 
     def start_polling(self, delay: float = 0.0) -> threading.Thread:
         """Poll the registry in a daemon thread, first after ``delay`` seconds."""

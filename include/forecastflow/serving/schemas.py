@@ -101,7 +101,8 @@ def check_request(slot: Any, request: ForecastRequest) -> None:
                 raise RequestError(422, f"exog[{i}].{col}: expected a finite number, got "
                                    f"{value!r}")
     if request.series_ids is not None:
-        unknown = sorted(set(request.series_ids) - set(meta["series"]))
+        known = getattr(slot, "known", None) or set(meta["series"])
+        unknown = sorted(set(request.series_ids) - known)
         if unknown or not request.series_ids:
             raise RequestError(422, f"series_ids: unknown series {unknown[:5]}" if unknown
                                else "series_ids: empty list")
