@@ -159,17 +159,17 @@ def dag_seconds(problem: str, env: dict, port: int, timeout: float = 1200) -> di
 
 
 def celery_dag_seconds(problem: str, problems: Path, folder: Path,
-                       timeout: float = 1800) -> dict:
-    """The same run on the native cluster (deploy/local-cluster: CeleryExecutor, two
-    workers, Airflow and MLflow on PostgreSQL, MLflow server on S3), triggered through the
-    REST API; the cluster's start-up time is measured too."""
+                       timeout: float = 1800, workers: int = 2) -> dict:
+    """The same run on the native cluster (deploy/local-cluster: CeleryExecutor, ``workers``
+    workers with one slot each, Airflow and MLflow on PostgreSQL, MLflow server on S3),
+    triggered through the REST API; the cluster's start-up time is measured too."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("local_cluster",
                                                   ROOT / "deploy" / "local_cluster.py")
     cluster = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cluster)
-    info = cluster.up(folder, 2, 12, concurrency=1, problems=str(problems))
+    info = cluster.up(folder, workers, 12, concurrency=1, problems=str(problems))
     try:
         api = info["airflow"]
         token = cluster.rest("POST", f"{api}/auth/token", {

@@ -20,6 +20,9 @@ from a manual trigger; its champion Asset starts ``forecast_<p>``. Reported per 
 - sMAPE of the stored batch forecasts on the held-out year; and statsforecast's AutoETS
   (bench peers virtualenv, same number of processes) fitting and forecasting the same panel
   in the same run: its seconds and sMAPE, and the ratio of the training run to it.
+
+With ``--celery`` the same ``train_<p>`` runs on the native Celery cluster
+(``deploy/local_cluster.py``) with one worker and then two (one slot each), for the speed-up.
 """
 
 from __future__ import annotations
@@ -233,6 +236,30 @@ def measure(n_series: int, jobs: int, port: int) -> dict:
             "smape": scores(comp, fc)["smape"]}
 
 
+def celery_speedup(n_series: int) -> None:
+    """``train_<p>`` on the native Celery cluster (deploy/local_cluster.py: PostgreSQL,
+    Redis, MLflow server on S3) with one worker, then two, one slot each."""
+    from pipeline import celery_dag_seconds
+
+    home = Path(tempfile.mkdtemp(prefix=f"ff-scale-celery-{n_series}-"))
+    name, _ = write_problem(n_series, home)
+    seconds = {}
+    for workers in (1, 2):
+        run = celery_dag_seconds(name, home / "problems", home / f"cluster{workers}",
+                                 timeout=7200, workers=workers)
+        if run["state"] != "success":
+            raise RuntimeError(f"train_{name} on {workers} worker(s): {run['state']}")
+        seconds[workers] = run["seconds"]
+        hosts = sorted({task[4] for task in run["timeline"]})
+        print(f"{n_series} series, CeleryExecutor, {workers} worker(s): train_{name} "
+              f"{run['seconds']:.1f} s (cluster up in {run['startup']:.1f} s; tasks ran on "
+              f"{hosts})", flush=True)
+        for task_id, _, began, ended, host in run["timeline"]:
+            print(f"  {task_id:<22} {ended - began:8.1f} s  {host}")
+    print(f"{n_series} series: speed-up of two workers over one {seconds[1] / seconds[2]:.2f}x",
+          flush=True)
+
+
 def report(r: dict, peer_s: float, peer_smape: float) -> None:
     n = r["series"]
     print(f"\n## {n} series (state in {r['home']})")
@@ -260,6 +287,9 @@ def main() -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[1000, 10000])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--port", type=int, default=18280)
+    parser.add_argument("--celery", action="store_true",
+                        help="instead: train_<p> on the native Celery cluster with one "
+                             "worker, then two (one slot each), and the speed-up")
     parser.add_argument("--peer-max", type=int, default=10000,
                         help="run the AutoETS peer up to this many series (it takes about "
                              "35 s per 1,000 on 2 cores)")
@@ -268,6 +298,10 @@ def main() -> int:
     warnings.simplefilter("ignore")
     from panels import run_peers
 
+    if args.celery:
+        for n in args.sizes:
+            celery_speedup(n)
+        return 0
     for n in args.sizes:
         result = measure(n, args.jobs, args.port)
         if n > args.peer_max:
