@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test/bench helpers live in tests/support, not the package
 
-from tests.support.standalone import standalone  # noqa: E402
+from tests.support.standalone import standalone, standalone_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -234,26 +234,7 @@ def main() -> int:
     logging.basicConfig(level=logging.ERROR)
     warnings.simplefilter("ignore")
     home = Path(tempfile.mkdtemp(prefix="ff-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(os.cpu_count() or 2),
-        "AIRFLOW__API__PORT": str(args.port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{args.port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
-            f"http://127.0.0.1:{args.port}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "FORECASTFLOW_HOME": str(home / "state"),
-        # Parallelism comes from tasks: one BLAS/OpenMP thread each avoids oversubscription.
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
-    env["FORECASTFLOW_PROBLEMS_DIR"] = str(home / "problems")
+    env = standalone_env(home, args.port, os.cpu_count() or 2)
     os.environ["FORECASTFLOW_PROBLEMS_DIR"] = env["FORECASTFLOW_PROBLEMS_DIR"]
     problem = bench_problem(args.problem, args.windows, home / "problems")
     print(f"problem {problem}: {args.problem} with {args.windows} backtest windows and a "

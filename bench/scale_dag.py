@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 import sqlite3
 import statistics
@@ -52,33 +51,15 @@ from scale import HORIZON, panel
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.standalone import standalone  # noqa: E402
+from tests.support.standalone import standalone, standalone_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PEAK = re.compile(r"peak memory of this task: (\d+) MB")
 
 
 def environment(home: Path, port: int, jobs: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": str(jobs),
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-        "FORECASTFLOW_HOME": str(home / "state"),
-        "FORECASTFLOW_PROBLEMS_DIR": str(home / "problems"),
-        "FORECASTFLOW_JOBS": str(jobs),
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    })
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
-    return env
+    """``airflow standalone``'s environment with ``jobs`` slots and fitting processes."""
+    return {**standalone_env(home, port, jobs), "FORECASTFLOW_JOBS": str(jobs)}
 
 
 def write_problem(n_series: int, home: Path) -> tuple[str, pd.DataFrame]:

@@ -14,6 +14,33 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def standalone_env(home: Path, port: int, parallelism: int) -> dict[str, str]:
+    """The environment of ``airflow standalone`` on this project in ``home`` (Airflow home,
+    ForecastFlow state and problems folders), LocalExecutor with ``parallelism`` slots and
+    one BLAS/OpenMP thread per task (parallelism comes from tasks); the Airflow home is
+    created."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "MLFLOW"))}
+    env.update({
+        "AIRFLOW_HOME": str(home / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "FORECASTFLOW_HOME": str(home / "state"),
+        "FORECASTFLOW_PROBLEMS_DIR": str(home / "problems"),
+        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    })
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True)
+    return env
 
 
 @contextmanager

@@ -340,12 +340,6 @@ def _index_freq(index: pd.Index, panel: bool) -> str | None:
     return None
 
 
-def residual_sigma(residuals: np.ndarray) -> np.ndarray:
-    """Per-column standard deviation of residuals, ignoring NaN (at least a tiny epsilon)."""
-    sigma = np.sqrt(np.nanmean(np.square(residuals), axis=0))
-    return np.where(np.isfinite(sigma) & (sigma > 0), sigma, 1e-12)
-
-
 def check_finite_forecast(family: str, mean: np.ndarray) -> None:
     if not np.all(np.isfinite(mean)):
         raise FitError(f"{family} produced non-finite forecasts")

@@ -18,13 +18,13 @@ from forecastflow.data.series import DATE, SERIES
 from forecastflow.models.base import Forecaster, normal_quantile
 
 
-def right_aligned(y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def right_aligned(y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(series, time, target)`` values, each series ending in the last column and NaN
-    before its first observation (series in first-seen order), and the series' lengths."""
+    before its first observation; the series' lengths; their ids (first-seen order)."""
     raw = y.to_numpy(dtype=float)
     if not isinstance(y.index, pd.MultiIndex):
-        return raw[None, :, :], np.array([len(raw)])
-    codes, _ = pd.factorize(y.index.get_level_values(SERIES).astype(str))
+        return raw[None, :, :], np.array([len(raw)]), ["_"]
+    codes, ids = pd.factorize(y.index.get_level_values(SERIES).astype(str))
     order = np.lexsort((y.index.get_level_values(DATE).to_numpy(), codes))
     codes = codes[order]
     n = np.bincount(codes)
@@ -33,7 +33,7 @@ def right_aligned(y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     column = width - (ends[codes] - np.arange(len(codes)))
     out = np.full((len(n), width, raw.shape[1]), np.nan)
     out[codes, column] = raw[order]
-    return out, n
+    return out, n, [str(i) for i in ids]
 
 
 def _sigma(residuals: np.ndarray) -> np.ndarray:
@@ -50,16 +50,16 @@ class _Baseline(Forecaster):
     capabilities = {"multivariate": True, "exogenous": False, "panel": True, "intervals": True}
 
     def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
-        values, self.n_ = right_aligned(y)
+        values, self.n_, _ = right_aligned(y)
         self._estimate(values)
         self.sigma_ = _sigma(self._residuals(values))
         self.history_ = values[:, -self._memory():]
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
         # The latest values move; the residual scale (and drift) stay as estimated.
-        values, n = right_aligned(y)
+        values, n, ids = right_aligned(y)
         if isinstance(self.last_, dict):  # rows in the fitted series' order
-            order = pd.Index(_first_seen(y)).get_indexer(list(self.last_))
+            order = pd.Index(ids).get_indexer(list(self.last_))
             values, n = values[order], n[order]
         self.history_, self.n_ = values[:, -self._memory():], n
 
@@ -100,10 +100,6 @@ class _Baseline(Forecaster):
             if "slope_" in state:
                 state["slope_"] = np.atleast_1d(state["slope_"])[None]
         self.__dict__.update(state)
-
-
-def _first_seen(y: pd.DataFrame) -> list[str]:
-    return list(pd.unique(y.index.get_level_values(SERIES).astype(str)))
 
 
 class Naive(_Baseline):

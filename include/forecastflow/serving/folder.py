@@ -57,9 +57,9 @@ class ServingFolder:
         return card
 
     def write_card(self, problem: str, version: str, model: Any,
-                   meta: dict[str, Any]) -> None:
-        """Store a serving card for a model registered without one (a start-up shortcut:
-        failing to write it is logged, not raised)."""
+                   meta: dict[str, Any]) -> dict[str, Any] | None:
+        """Store a serving card for a model registered without one and return it (a
+        start-up shortcut: failing to write it is logged, not raised, and gives None)."""
         from forecastflow.lifecycle.contract import ForecastRequestError, serving_card
         from forecastflow.models.base import ModelError
 
@@ -68,3 +68,5 @@ class ServingFolder:
             storage.write_json(card, self.card_path(problem, version), compact=True)
         except (ForecastRequestError, ModelError, OSError) as err:
             log.warning("%s: no serving card for v%s: %s", problem, version, err)
+            return None
+        return card

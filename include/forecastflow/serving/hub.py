@@ -220,8 +220,7 @@ class Hub:
                 family = current.tags.get("family", meta.get("family", "?"))
                 card = self.disk.read_card(problem, version)
                 if card is None:  # registered without one: written here once
-                    self.disk.write_card(problem, version, model, meta)
-                    card = self.disk.read_card(problem, version)
+                    card = self.disk.write_card(problem, version, model, meta)
                 new = self._slot(problem, version, family, model, meta, metrics, "registry",
                                  None if card is None else card["table"])
                 self._install(new)
@@ -389,10 +388,7 @@ def table_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     h = request.horizon
     if request.series_ids is None:
         return _response(slot, h, [row for row in slot.table or [] if row["step"] <= h])
-    groups = slot.by_series or {}
-    unknown = sorted({s for s in request.series_ids if s not in groups})
-    if unknown:
-        raise RequestError(422, f"unknown series_id(s) {unknown[:5]}")
+    groups = slot.by_series or {}  # the ids are known: check_request refused the others
     rank = {sid: i for i, sid in enumerate(groups)} if len(request.series_ids) > 1 else {}
     wanted = sorted(set(request.series_ids), key=rank.get)  # the table's (the model's) order
     rows = [row for sid in wanted for row in groups[sid] if row["step"] <= h]
