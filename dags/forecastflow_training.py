@@ -5,8 +5,9 @@ One `train_<problem>` DAG per problem YAML (shipped demos in `include/problems/`
 `FORECASTFLOW_PROBLEMS_DIR`). Each run trains on the data before its data-interval end:
 
 ingest → validate → profile (data profile and the YAML, logged) → plan trials →
-**search** (mapped over batches of trials) → select → fit the winner and backtest/evaluate
-it against seasonal naive → register in MLflow as `challenger` → **promote** to `champion`
+**search** (mapped over batches of trials) → select → **fit** the winner (mapped over
+slices of a large panel's series, then assembled) and backtest/evaluate it against seasonal
+naive → register in MLflow as `challenger` → **promote** to `champion`
 only if it beats seasonal naive and the current champion on the same windows → publish the
 problem's champion Asset when the champion changed.
 
@@ -68,7 +69,8 @@ def params(spec: DagSpec) -> dict[str, Param]:
                             f"budgets, {spec.max_trials} by default)."),
         "parallelism": Param(MAX_SEARCH_TASKS, type="integer", title="Search batches",
                              minimum=1, maximum=64, section=advanced,
-                             description="Batches of trials, one mapped search task each "
+                             description="Batches of trials, one mapped search task each, "
+                             "and the most parts a large panel's final fit is split into "
                              f"(at most {MAX_SEARCH_TASKS} run at once)."),
         "backtest_windows": Param(spec.windows, type="integer", title="Backtest windows",
                                   minimum=1, maximum=52, section=advanced,
@@ -143,11 +145,25 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             return training.select(_ctx(), searched)
 
         @task
-        def fit(selected: dict) -> dict:
+        def plan_fit(selected: dict) -> list[dict]:
             from forecastflow.orchestration import training
 
             _link(selected)
-            return training.fit(_ctx(), selected)
+            return training.plan_fit(_ctx(), selected)
+
+        @task(max_active_tis_per_dagrun=MAX_SEARCH_TASKS)
+        def fit_part(part: dict) -> dict:
+            from forecastflow.orchestration import training
+
+            _link(part)
+            return training.fit_part(_ctx(), part)
+
+        @task
+        def fit(selected: dict, parts: list) -> dict:
+            from forecastflow.orchestration import training
+
+            _link(selected)
+            return training.fit(_ctx(), selected, list(parts))
 
         @task
         def evaluate(selected: dict) -> dict:
@@ -185,7 +201,8 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
         # A chain: each task takes what the previous one returns (references only).
         batches = plan_trials(profile(validate(ingest())))
         selected = select(search.expand(batch=batches))
-        decision = promote(register(fit(selected), evaluate(selected)))
+        fitted = fit(selected, fit_part.expand(part=plan_fit(selected)))
+        decision = promote(register(fitted, evaluate(selected)))
         champion_changed(decision) >> publish_champion(decision)
 
     return training_dag()

@@ -50,10 +50,12 @@ def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return _atomic_write(path, frame.to_parquet())
 
 
-def read_frame(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_frame(path: str | os.PathLike[str], filters: list[tuple] | None = None,
+               ) -> pd.DataFrame:
+    """A stored frame; ``filters`` (pyarrow's ``[(column, op, value)]``) keep matching rows."""
     import pandas as pd
 
-    return pd.read_parquet(Path(path))
+    return pd.read_parquet(Path(path), filters=filters)
 
 
 def write_json(obj: Any, path: str | os.PathLike[str], compact: bool = False) -> Path:

@@ -67,8 +67,9 @@ def test_every_problem_has_a_valid_training_dag(tmp_path):
         assert "training" in dag["tags"], dag_id
         assert {"horizon", "families", "max_trials", "backtest_windows", "metric",
                 "force_promotion"} <= set(dag["params"])
-        assert {"ingest", "validate", "profile", "plan_trials", "search", "select", "fit",
-                "evaluate", "register", "promote", "publish_champion"} <= set(dag["tasks"])
+        assert {"ingest", "validate", "profile", "plan_trials", "search", "select", "plan_fit",
+                "fit_part", "fit", "evaluate", "register", "promote",
+                "publish_champion"} <= set(dag["tasks"])
 
 
 def test_schedules_follow_the_yaml(tmp_path):
@@ -124,10 +125,12 @@ def test_forecast_and_monitor_dags_are_active_from_creation(tmp_path):
 
 
 def test_training_graph_is_the_pipeline(tmp_path):
-    """Each task depends on what it uses: a chain, one fan-out (fit and evaluate) and in."""
+    """Each task depends on what it uses: a chain, one fan-out (the mapped fit parts and
+    evaluate) and in."""
     dags = parse(tmp_path)["dags"]
     chain = ["ingest", "validate", "profile", "plan_trials", "search", "select"]
     expected = sorted([*([a, b] for a, b in itertools.pairwise(chain)),
+                       ["select", "plan_fit"], ["plan_fit", "fit_part"], ["fit_part", "fit"],
                        ["select", "fit"], ["select", "evaluate"], ["fit", "register"],
                        ["evaluate", "register"], ["register", "promote"],
                        ["promote", "champion_changed"], ["champion_changed", "publish_champion"],

@@ -42,3 +42,44 @@ def test_batches_carry_series_slices_not_ids(make_problem, tmp_path, monkeypatch
         first = planned[0]["items"][0]["series_slice"]
         assert training._series_slice(data, first) == data.series_ids[first[0]:first[1]]
     assert sizes[4000] < sizes[40] + 100  # bytes: the same plan, whatever the panel's size
+
+
+def fit_stages(ctx, selected):
+    """The training DAG's fit as its tasks run it: plan_fit, each mapped fit_part, fit."""
+    parts = [training.fit_part(ctx, part) for part in training.plan_fit(ctx, selected)]
+    return training.fit(ctx, selected, parts[::-1]), parts  # map results in any order
+
+
+def test_a_large_panel_is_fitted_in_parts_that_serve_as_one_model(make_problem, tmp_path,
+                                                                   monkeypatch):
+    from forecastflow import storage
+    from forecastflow.evaluation.search import Trial
+
+    problem = make_problem(models=[{"family": "theta"}])
+    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
+    monkeypatch.setattr(training, "effective_problem", lambda ctx: problem)
+    monkeypatch.setattr(training.tracking, "log_run", lambda *args, **kwargs: None)
+    data = big_panel(2 * training.FIT_PART_MIN_SERIES + 10)
+    run = {"data": str(data.save(tmp_path / "data.parquet")), "n_series": len(
+        data.series_ids), "season": 12, "end": "2021-04-01", "parent_run_id": "r"}
+    trial = Trial("theta", {})
+    selected = {"trial": trial.to_dict(), "run": run, "predictions": []}
+    ctx = training.run_context("toy", "train_toy", "manual__1", "2026-01-01", "2026-01-01",
+                               {"parallelism": 4})
+    fitted, parts = fit_stages(ctx, selected)
+    # Slices of at least FIT_PART_MIN_SERIES: two parts, each task reading only its series.
+    assert [p["series_slice"] for p in parts] == [[0, 1005], [1005, 2010]]
+    assert len(storage.read_model(parts[1]["model"]).last_) == 1005
+    model = storage.read_model(fitted["model"])
+    whole = trial.build(problem, 12).fit(data.y)
+    pd.testing.assert_frame_equal(model.predict(3).mean, whole.predict(3).mean)
+    assert len(json.dumps(parts)) < 1000  # references, not models or ids
+
+    # A small panel, or a global model, is one part: the model fitted as it always was.
+    small = {**selected, "run": {**run, "n_series": 1500}}
+    assert [p["series_slice"] for p in training.plan_fit(ctx, small)] == [None]
+    boosted = {**selected, "trial": Trial("gradient_boosting", {}).to_dict()}
+    assert [p["series_slice"] for p in training.plan_fit(ctx, boosted)] == [None]
+    one_batch = training.run_context("toy", "train_toy", "manual__1", "2026-01-01",
+                                     "2026-01-01", {"parallelism": 1})
+    assert len(training.plan_fit(one_batch, selected)) == 1

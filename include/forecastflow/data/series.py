@@ -110,14 +110,35 @@ class SeriesData:
         return storage.write_frame(frame, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> SeriesData:
-        frame = storage.read_frame(path)
+    def load(cls, path: str | Path, series_slice: list[int] | None = None) -> SeriesData:
+        """The stored data; with ``series_slice`` ``[start, stop)``, only those series of a
+        panel's series order (read by row group, so the whole panel is never in memory)."""
+        if series_slice is None:
+            frame = storage.read_frame(path)
+        else:
+            ids = stored_series_ids(path)[series_slice[0]:series_slice[1]]
+            if not ids:
+                raise ValueError(f"series slice {series_slice} of {path} holds no series "
+                                 f"(the panel has {len(stored_series_ids(path))})")
+            frame = storage.read_frame(path, filters=[(SERIES, "in", ids)])
         meta = frame.attrs
         y = frame[meta["targets"]]
         X = frame[meta["exog"]] if meta["exog"] else None
         if not isinstance(y.index, pd.MultiIndex):
             y, X = _with_freq(y, meta["freq"]), _with_freq(X, meta["freq"])
         return cls(y, X, meta["freq"], int(meta["season"]), dict(meta.get("dropped", {})))
+
+
+def stored_series_ids(path: str | Path) -> list[str]:
+    """The series of a stored panel in their stored order (only that column is read)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    if SERIES not in names:
+        return []
+    column = pq.read_table(path, columns=[SERIES]).column(SERIES)
+    return [str(s) for s in pc.unique(column).to_pylist()]
 
 
 def _with_freq(frame: pd.DataFrame | None, freq: str) -> pd.DataFrame | None:

@@ -46,16 +46,28 @@ def checked_coverage(predictions: pd.DataFrame, coverage: float,
     return float(np.mean(np.concatenate(inside)))
 
 
+def problem_factors(problem: Any, predictions: pd.DataFrame | None) -> list[float] | None:
+    """The winner's factors from its backtest ``predictions`` when the problem asks for
+    calibration (``calibrate_intervals``) and there are enough points; else None."""
+    if not problem.calibrate_intervals or predictions is None or predictions.empty:
+        return None
+    found = factors(predictions, problem.coverage, problem.horizon)
+    if found:
+        log.info("interval calibration for %s: factors %s (steps 1..%d)", problem.name,
+                 [round(f, 3) for f in found[:6]], len(found))
+    return found
+
+
 def calibrated(model: Forecaster, problem: Any,
                predictions: pd.DataFrame | None) -> Forecaster:
-    """``model`` wrapped in :class:`Calibrated` with factors from its backtest
-    ``predictions``, when the problem asks for it (``calibrate_intervals``) and there are
-    enough points; else ``model``."""
-    if not problem.calibrate_intervals or predictions is None or predictions.empty:
-        return model
-    found = factors(predictions, problem.coverage, problem.horizon)
-    if not found:
-        return model
-    log.info("interval calibration for %s: factors %s (steps 1..%d)", problem.name,
-             [round(f, 3) for f in found[:6]], len(found))
-    return Calibrated(model, found)
+    """``model`` (unfitted) wrapped in :class:`Calibrated` with :func:`problem_factors`,
+    or ``model`` when there are none."""
+    found = problem_factors(problem, predictions)
+    return Calibrated(model, found) if found else model
+
+
+def calibrated_fitted(model: Forecaster, problem: Any,
+                      predictions: pd.DataFrame | None) -> Forecaster:
+    """The same for a ``model`` fitted already (not refitted)."""
+    found = problem_factors(problem, predictions)
+    return Calibrated.around(model, found) if found else model

@@ -40,12 +40,25 @@ class Calibrated(Forecaster):
     def fit_info_(self) -> dict[str, object]:
         return getattr(self.model_, "fit_info_", {"converged": True, "warnings": []})
 
-    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+    @classmethod
+    def around(cls, fitted: Forecaster, factors: list[float]) -> Calibrated:
+        """``fitted`` (a fitted model, used as it is) with its intervals scaled."""
+        if not hasattr(fitted, "targets_"):
+            raise ModelError("calibrated: the model to wrap is not fitted")
+        new = cls(fitted.clone(), factors)
+        new._check_factors()
+        new.model_ = fitted
+        return new
+
+    def _check_factors(self) -> None:
         factors = np.asarray(self.factors, dtype=float)
         if factors.ndim != 1 or not len(factors) or not np.all(np.isfinite(factors)) or (
                 factors <= 0).any():
             raise ModelError(f"calibration factors must be positive numbers, got "
                              f"{self.factors!r}")
+
+    def _fit(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:
+        self._check_factors()
         self.model_ = self.model.clone().fit(y, X)
 
     def _update(self, y: pd.DataFrame, X: pd.DataFrame | None) -> None:

@@ -179,43 +179,95 @@ def select(ctx: Context, searched: list[dict[str, Any]]) -> dict[str, Any]:
             "predictions": best.extra.get("predictions", []), "run": validated}
 
 
-def fit(ctx: Context, selected: dict[str, Any]) -> dict[str, Any]:
-    """Fit the winner on all data up to the cutoff (alongside ``evaluate``)."""
+# A panel is fitted in parts (mapped tasks over slices of its series) from this many series
+# per part on: below it, a task's start-up and the reads cost more than a part saves.
+FIT_PART_MIN_SERIES = 1_000
+
+
+def plan_fit(ctx: Context, selected: dict[str, Any]) -> list[dict[str, Any]]:
+    """The winner's fit as parts, one mapped ``fit_part`` task each: a panel's series in up
+    to ``parallelism`` contiguous slices of at least ``FIT_PART_MIN_SERIES`` (as the search
+    sliced them); one part for a single series, a small panel, or a global model."""
+    from forecastflow.models.parts import slices
+
+    validated, trial = selected["run"], selected["trial"]
+    n_series = int(validated["n_series"])
+    global_model = trial["family"] == "gradient_boosting" and trial["params"].get(
+        "global_model", True)
+    n_parts = 1 if global_model else min(search_concurrency(ctx),
+                                          n_series // FIT_PART_MIN_SERIES)
+    where = slices(n_series, n_parts) if n_parts > 1 else [None]
+    log.info("fit %s in %d part(s)%s", trial["family"], len(where),
+             f" over {n_series} series: {where}" if n_parts > 1 else "")
+    return [{"part": i, "series_slice": s, "trial": trial, "run": validated}
+            for i, s in enumerate(where)]
+
+
+def fit_part(ctx: Context, part: dict[str, Any]) -> dict[str, Any]:
+    """Fit the winner on the part's series (all data up to the cutoff), without interval
+    calibration (``fit`` adds it to the assembled model)."""
     from forecastflow.data.series import SeriesData
-    from forecastflow.evaluation.calibration import calibrated
     from forecastflow.evaluation.search import Trial
+
+    validated = part["run"]
+    data = SeriesData.load(validated["data"], part["series_slice"])
+    trial = Trial.from_dict(part["trial"])
+    what = f"fit part {part['part']}"
+    # Parts run beside each other and beside ``evaluate``: a share of the cores each.
+    with limited(max(2, search_concurrency(ctx)) if part["series_slice"] else 2, what):
+        model = trial.build(effective_problem(ctx), data.season).fit(data.y, data.X)
+    path = storage.write_model(model, run_dir(ctx) / "model" / f"part_{part['part']}.pkl")
+    log.info("%s: %s on %d series, %d rows: %s", what, trial.family,
+             max(len(data.series_ids), 1), len(data.y), path)
+    return {"part": part["part"], "model": str(path), "series_slice": part["series_slice"]}
+
+
+def fit(ctx: Context, selected: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fitted parts as one model, with the interval calibration from the winner's
+    backtest forecasts; stored as the run's ``model/model.pkl``."""
+    from forecastflow.evaluation.calibration import calibrated_fitted
+    from forecastflow.evaluation.search import Trial
+    from forecastflow.models.parts import SeriesParts
 
     validated = selected["run"]
     problem = effective_problem(ctx)
-    data = SeriesData.load(validated["data"])
     trial = Trial.from_dict(selected["trial"])
+    parts = sorted(parts, key=lambda p: p["part"])
+    model = SeriesParts.assemble(trial.build(problem, int(validated["season"])),
+                                 [storage.read_model(p["model"]) for p in parts])
     predictions = (pd.concat([storage.read_frame(p) for p in selected["predictions"]],
                              ignore_index=True) if selected.get("predictions") else None)
-    with limited(2, "fit"):
-        model = calibrated(trial.build(problem, data.season), problem, predictions).fit(
-            data.y, data.X)
+    model = calibrated_fitted(model, problem, predictions)
     if getattr(model, "factors", None):
         tracking.log_run(validated["parent_run_id"], tags={
             "interval_factors": json.dumps([round(f, 4) for f in model.factors])})
     path = storage.write_model(model, run_dir(ctx) / "model" / "model.pkl")
-    log.info("fitted %s on %d rows up to %s: %s", trial.family, len(data.y), validated["end"],
-             path)
+    log.info("fitted %s on %d series (%d part(s)) up to %s: %s", trial.family,
+             validated["n_series"], len(parts), validated["end"], path)
     log_choices(ctx, model, validated["parent_run_id"])
     return {"model": str(path), "selected": selected, "run": validated}
+
+
+def _ensembles(model: Any) -> list[Any]:
+    """The per-series ensembles inside ``model``: through the calibration and transform
+    wrappers, one per target column, one per fitted part."""
+    from forecastflow.models import Ensemble
+
+    if isinstance(model, Ensemble):
+        return [model]
+    inner = vars(model)
+    children = ([inner["model_"]] if "model_" in inner else []) + list(
+        inner.get("models_", {}).values() if isinstance(inner.get("models_"), dict) else []
+    ) + list(inner.get("parts_", []))
+    return [e for child in children for e in _ensembles(child)]
 
 
 def log_choices(ctx: Context, model: Any, parent: str) -> None:
     """For a per-series choice (ensemble), the table of which members each series uses and
     a chart of how often each family wins, as artifacts of the run (``selection/``)."""
     from forecastflow.evaluation.plots import plot_wins
-    from forecastflow.models import Ensemble
 
-    inner = model
-    while not isinstance(inner, Ensemble) and "model_" in vars(inner):
-        inner = inner.model_  # through the calibration and transform wrappers
-    parts = list(getattr(inner, "models_", {}).values()) if not isinstance(
-        inner, Ensemble) else [inner]  # several targets: one ensemble per column
-    ensembles = [m for m in parts if isinstance(m, Ensemble)]
+    ensembles = _ensembles(model)
     if not ensembles:
         return
     folder = run_dir(ctx) / "selection"
