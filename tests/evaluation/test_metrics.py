@@ -148,3 +148,29 @@ def test_score_orders_smaller_is_better():
     assert score({"coverage": 0.95}, "coverage", 0.9) == pytest.approx(0.05)
     assert math.isnan(score({}, "rmse", 0.9))
     assert all(LOWER_IS_BETTER[m] for m in METRICS if m != "coverage")
+
+
+def test_panel_metrics_equal_each_series_scored_alone():
+    """The panel's scale and metrics are array passes: they equal the per-series values,
+    for ragged series, short ones (lag 1) and a missing value."""
+    rng = np.random.default_rng(3)
+    frames = []
+    for k, length in enumerate((30, 12, 5, 1, 25)):
+        dates = pd.date_range("2020-01-01", periods=length, freq="MS")
+        frames.append(pd.DataFrame({"y": rng.gamma(3.0, 10.0, length)}, index=pd.MultiIndex
+                                   .from_product([[f"s{k}"], dates], names=[SERIES, DATE])))
+    train = pd.concat(frames).iloc[::-1]  # rows in any order: each series in its own order
+    train.iloc[-3, 0] = np.nan
+    scale = seasonal_scale(train, 12)
+    for sid, one in train.groupby(level=SERIES, sort=False):
+        lag = 12 if len(one) > 12 else 1
+        values = one["y"].to_numpy()
+        expected = np.nanmean(np.abs(values[lag:] - values[:-lag])) if len(one) > 1 else np.nan
+        np.testing.assert_allclose(scale.loc[sid, "y"], expected)
+    assert list(scale.index) == ["s4", "s3", "s2", "s1", "s0"]
+    actual = train.dropna()
+    mean = actual * 1.1
+    got = evaluate(actual, mean, mean - 5.0, mean + 5.0, scale)
+    per = [np.mean(np.abs(g - g * 1.1)) / scale.loc[sid, "y"]
+           for sid, g in actual["y"].groupby(level=SERIES, sort=False)]
+    assert got["mase"] == pytest.approx(np.nanmean(per))

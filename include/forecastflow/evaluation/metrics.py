@@ -13,23 +13,45 @@ METRICS = ("rmse", "mae", "mape", "smape", "mase", "coverage")
 LOWER_IS_BETTER = {"rmse": True, "mae": True, "mape": True, "smape": True, "mase": True}
 
 
-def _groups(frame: pd.DataFrame) -> list[pd.DataFrame]:
+def _codes(frame: pd.DataFrame) -> tuple[np.ndarray, pd.Index]:
+    """Each row's series (0 for a single series) and the series in first-seen order."""
     if isinstance(frame.index, pd.MultiIndex):
-        return [g for _, g in frame.groupby(level=SERIES, sort=False)]
-    return [frame]
+        codes, uniques = pd.factorize(frame.index.get_level_values(SERIES))
+        return codes, pd.Index(uniques)
+    return np.zeros(len(frame), dtype=np.intp), pd.Index([None])
+
+
+def _group_means(values: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
+    """Per group (``codes``) and column, the mean of ``values`` (NaN propagates)."""
+    counts = np.bincount(codes, minlength=n).astype(float)[:, None]
+    sums = np.stack([np.bincount(codes, weights=values[:, j], minlength=n)
+                     for j in range(values.shape[1])], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return sums / counts
 
 
 def seasonal_scale(train: pd.DataFrame, season: int) -> pd.DataFrame:
     """In-sample MAE of the seasonal-naive forecast per series and target (the MASE
-    denominator); falls back to lag 1 when a series is not longer than one season."""
-    def one(values: pd.DataFrame) -> pd.Series:
-        m = season if len(values) > season else 1
-        diffs = (values - values.shift(m)).abs().iloc[m:]
-        return diffs.mean()
-
+    denominator); falls back to lag 1 when a series is not longer than one season. One
+    array pass over the rows (series in row order), however many series."""
+    codes, uniques = _codes(train)
+    order = np.argsort(codes, kind="stable")  # each series' rows together, in row order
+    codes, values = codes[order], train.to_numpy(dtype=float)[order]
+    lengths = np.bincount(codes, minlength=len(uniques))
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    lag = np.where(lengths > season, season, 1)[codes]
+    rows = np.flatnonzero(np.arange(len(codes)) - starts[codes] >= lag)
+    diffs = np.abs(values[rows] - values[rows - lag[rows]])
+    valid = ~np.isnan(diffs)
+    sums = np.stack([np.bincount(codes[rows], weights=np.where(valid[:, j], diffs[:, j], 0.0),
+                                 minlength=len(uniques)) for j in range(values.shape[1])], 1)
+    counts = np.stack([np.bincount(codes[rows], weights=valid[:, j], minlength=len(uniques))
+                       for j in range(values.shape[1])], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = sums / counts  # NaN for a series without two points
     if isinstance(train.index, pd.MultiIndex):
-        return train.groupby(level=SERIES, sort=False).apply(one)
-    return one(train).to_frame().T
+        return pd.DataFrame(scale, index=uniques.rename(SERIES), columns=train.columns)
+    return pd.DataFrame(scale, columns=train.columns)
 
 
 def evaluate(actual: pd.DataFrame, mean: pd.DataFrame, lower: pd.DataFrame,
@@ -51,30 +73,20 @@ def evaluate(actual: pd.DataFrame, mean: pd.DataFrame, lower: pd.DataFrame,
         denom = np.abs(a) + np.abs(f)
         sape = np.where(denom > 0, 2.0 * np.abs(err) / denom, 0.0)
     # Per series/target MAE and RMSE, then averaged: series weigh equally.
-    mase, rmse, mae = [], [], []
-    for key, group in zip(_series_keys(mean), _groups(actual - mean), strict=True):
-        g = group.to_numpy(dtype=float)
-        s = scale.loc[key].to_numpy(dtype=float) if key is not None else scale.iloc[0].to_numpy(
-            dtype=float)
-        col_mae = np.mean(np.abs(g), axis=0)
-        rmse.append(np.sqrt(np.mean(g**2, axis=0)))
-        mae.append(col_mae)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mase.append(np.where(s > 0, col_mae / s, np.nan))
+    codes, keys = _codes(mean)
+    mae = _group_means(np.abs(err), codes, len(keys))
+    rmse = np.sqrt(_group_means(err**2, codes, len(keys)))
+    s = (scale.reindex(keys) if keys[0] is not None else scale.iloc[:1]).to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mase = np.where(s > 0, mae / s, np.nan)
     return {
         "rmse": float(np.mean(rmse)),
         "mae": float(np.mean(mae)),
         "mape": float(np.nanmean(ape) * 100) if np.isfinite(ape).any() else float("nan"),
         "smape": float(np.mean(sape) * 100),
-        "mase": float(np.nanmean(mase)) if np.isfinite(np.asarray(mase)).any() else float("nan"),
+        "mase": float(np.nanmean(mase)) if np.isfinite(mase).any() else float("nan"),
         "coverage": float(np.mean(inside)),
     }
-
-
-def _series_keys(frame: pd.DataFrame) -> list[object]:
-    if isinstance(frame.index, pd.MultiIndex):
-        return list(frame.index.get_level_values(SERIES).unique())
-    return [None]
 
 
 def score(metrics: dict[str, float], metric: str, coverage: float) -> float:

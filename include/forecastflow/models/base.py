@@ -22,6 +22,7 @@ import pandas as pd
 
 from forecastflow.data.series import DATE, SERIES
 from forecastflow.errors import UserInputError
+from forecastflow.models.compact import SeriesEnds
 
 
 class ModelError(UserInputError):
@@ -217,7 +218,7 @@ class Forecaster:
                 raise ModelError(f"{self.family}: update needs the fitted series; new "
                                  f"{sorted(set(ends) - set(self.last_))[:5]}, missing "
                                  f"{sorted(set(self.last_) - set(ends))[:5]}")
-            ends = {sid: ends[sid] for sid in self.last_}  # the fitted series order
+            ends = SeriesEnds((sid, ends[sid]) for sid in self.last_)  # the fitted order
             early = [sid for sid in ends if ends[sid] < self.last_[sid]]
         else:
             early = ["(single series)"] if ends < self.last_ else []
@@ -316,7 +317,7 @@ def _ends(y: pd.DataFrame) -> pd.Timestamp | dict[str, pd.Timestamp]:
     """Last date of a series, or of each series of a panel (first-seen order)."""
     if isinstance(y.index, pd.MultiIndex):
         ends = y.reset_index(level=DATE)[DATE].groupby(level=SERIES, sort=False).max()
-        return {str(k): pd.Timestamp(v) for k, v in ends.items()}
+        return SeriesEnds(zip(ends.index.astype(str), pd.DatetimeIndex(ends), strict=True))
     return pd.Timestamp(y.index[-1])
 
 

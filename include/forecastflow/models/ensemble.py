@@ -40,6 +40,7 @@ from forecastflow.models.base import (
     ModelError,
 )
 from forecastflow.models.calibrated import half_width_ratios, step_factors
+from forecastflow.models.compact import SeriesChoices
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,8 @@ class Ensemble(Forecaster):
                             kind="stable")
         k = 1 if self.combination == "best" else (  # best: top_k is moot; None: all
             int(self.top_k) if self.top_k is not None else errors.shape[1])
-        self.choice_ = {sid: [int(i) for i in row[:k]]
-                        for sid, row in zip(self.scores_.index, ranked, strict=True)}
+        self.choice_ = SeriesChoices((sid, row) for sid, row in zip(
+            self.scores_.index, ranked[:, :k].tolist(), strict=True))
         self.factors_ = (self._calibration(self.validation_, horizon) if self.calibrate
                          else None)
 

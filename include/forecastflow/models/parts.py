@@ -16,6 +16,7 @@ import pandas as pd
 
 from forecastflow.data.series import SERIES
 from forecastflow.models.base import Forecast, Forecaster, ModelError
+from forecastflow.models.compact import SeriesEnds
 from forecastflow.models.local import _merge_info
 
 
@@ -90,7 +91,7 @@ class SeriesParts(Forecaster):
                     f"{first.freq_}")
         new = cls(model, len(parts))
         new.freq_, new.targets_, new.exog_ = first.freq_, first.targets_, first.exog_
-        new.last_ = {sid: end for part in parts for sid, end in part.last_.items()}
+        new.last_ = SeriesEnds((sid, end) for part in parts for sid, end in part.last_.items())
         if len(new.last_) != sum(len(p.last_) for p in parts):
             raise ModelError("series_parts: the parts share series; each series must be in "
                              "exactly one part")
