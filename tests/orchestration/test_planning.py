@@ -38,9 +38,11 @@ def test_batches_carry_series_slices_not_ids(make_problem, tmp_path, monkeypatch
                             for item in batch["items"] if item["trial"]["family"] == family)
             covered = [sid for start, stop in slices for sid in data.series_ids[start:stop]]
             assert covered == data.series_ids  # every series once, in order
-        # The search task turns a slice back into the ids.
+        # The search task reads only the slice's rows.
         first = planned[0]["items"][0]["series_slice"]
-        assert training._series_slice(data, first) == data.series_ids[first[0]:first[1]]
+        part = SeriesData.load(path, first)
+        assert part.series_ids == data.series_ids[first[0]:first[1]]
+        pd.testing.assert_frame_equal(part.y, data.subset(part.series_ids).y)
     assert sizes[4000] < sizes[40] + 100  # bytes: the same plan, whatever the panel's size
 
 

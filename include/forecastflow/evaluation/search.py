@@ -219,16 +219,19 @@ def run_trial(trial: Trial | dict[str, Any], data: SeriesData | str | os.PathLik
               problem: ProblemConfig | dict[str, Any],
               series_ids: list[str] | None = None, windows: int | None = None,
               horizon: int | None = None,
-              predictions_path: str | os.PathLike[str] | None = None) -> TrialResult:
+              predictions_path: str | os.PathLike[str] | None = None,
+              panel_size: int | None = None) -> TrialResult:
     """Backtest one trial on ``data`` (a :class:`SeriesData` or the path it was saved to),
-    optionally on a batch of ``series_ids`` of a panel. ``trial`` and ``problem`` may be
-    the plain dicts of ``Trial.to_dict()`` and ``ProblemConfig.model_dump()``."""
+    optionally on a batch of ``series_ids`` of a panel; ``panel_size``: the problem's number
+    of series when ``data`` is a slice of it. ``trial`` and ``problem`` may be the plain
+    dicts of ``Trial.to_dict()`` and ``ProblemConfig.model_dump()``."""
     trial = Trial.from_dict(trial) if isinstance(trial, dict) else trial
     if isinstance(problem, dict):
         problem = parse_problem(problem)
     if isinstance(data, (str, os.PathLike)):
         data = SeriesData.load(data)
-    n_series = len(data.series_ids)  # of the whole problem: decides an omitted refit
+    # Of the whole problem: decides an omitted refit.
+    n_series = panel_size if panel_size is not None else len(data.series_ids)
     if series_ids is not None:
         data = data.subset(series_ids)
     spec = BacktestSpec.from_problem(problem, data.season, windows=windows, horizon=horizon,

@@ -129,22 +129,24 @@ def search(ctx: Context, batch: dict[str, Any]) -> dict[str, Any]:
     from forecastflow.evaluation.search import run_trial
 
     problem = effective_problem(ctx)
-    data = SeriesData.load(batch["run"]["data"])
+    run = batch["run"]
     folder = run_dir(ctx) / "search"
+    whole: list[SeriesData] = []  # read once, for the items that need every series
+
+    def data_of(item: dict[str, Any]) -> SeriesData:
+        if item.get("series_slice") is not None:  # only the slice's rows are read
+            return SeriesData.load(run["data"], item["series_slice"])
+        if not whole:
+            whole.append(SeriesData.load(run["data"]))
+        return whole[0]
+
     with limited(search_concurrency(ctx), f"search batch {batch['batch']}"):
-        results = [run_trial(item["trial"], data, problem,
-                             series_ids=_series_slice(data, item.get("series_slice")),
-                             predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet"
-                             ).to_dict()
+        results = [run_trial(item["trial"], data_of(item), problem,
+                             predictions_path=folder / f"predictions_{batch['batch']}_{i}.parquet",
+                             panel_size=run.get("n_series")).to_dict()
                    for i, item in enumerate(batch["items"])]
     path = storage.write_json(results, run_dir(ctx) / "search" / f"batch_{batch['batch']}.json")
     return {"results": str(path), "n": len(results), "run": batch["run"]}
-
-
-def _series_slice(data: Any, where: list[int] | None) -> list[str] | None:
-    """The series of a planned slice ``[start, stop)`` of the data's series order (None:
-    all of them)."""
-    return None if where is None else data.series_ids[where[0]:where[1]]
 
 
 def search_concurrency(ctx: Context) -> int:
