@@ -174,3 +174,14 @@ def test_panel_metrics_equal_each_series_scored_alone():
     per = [np.mean(np.abs(g - g * 1.1)) / scale.loc[sid, "y"]
            for sid, g in actual["y"].groupby(level=SERIES, sort=False)]
     assert got["mase"] == pytest.approx(np.nanmean(per))
+
+
+def test_a_panel_window_without_actuals_scores_nan():
+    dates = pd.date_range("2020-01-01", periods=3, freq="MS")
+    index = pd.MultiIndex.from_product([["a"], dates], names=[SERIES, DATE])
+    actual = pd.DataFrame({"y": [1.0, 2.0, 3.0]}, index=index)
+    later = pd.MultiIndex.from_product([["a"], dates + pd.DateOffset(years=1)],
+                                       names=[SERIES, DATE])
+    mean = pd.DataFrame({"y": [1.0, 2.0, 3.0]}, index=later)
+    got = evaluate(actual, mean, mean, mean, seasonal_scale(actual, 12))
+    assert math.isnan(got["mase"]) and math.isnan(got["rmse"])

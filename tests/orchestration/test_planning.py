@@ -85,3 +85,10 @@ def test_a_large_panel_is_fitted_in_parts_that_serve_as_one_model(make_problem, 
     one_batch = training.run_context("toy", "train_toy", "manual__1", "2026-01-01",
                                      "2026-01-01", {"parallelism": 1})
     assert len(training.plan_fit(one_batch, selected)) == 1
+
+
+def test_a_slice_of_a_panel_with_integer_ids_keeps_their_type(tmp_path):
+    data = big_panel(5)
+    data.y.index = data.y.index.set_levels(range(5), level=SERIES)
+    path = data.save(tmp_path / "ints.parquet")
+    assert SeriesData.load(path, [1, 3]).series_ids == [1, 2]

@@ -138,7 +138,7 @@ def stored_series_ids(path: str | Path) -> list[str]:
     if SERIES not in names:
         return []
     column = pq.read_table(path, columns=[SERIES]).column(SERIES)
-    return [str(s) for s in pc.unique(column).to_pylist()]
+    return pc.unique(column).to_pylist()
 
 
 def _with_freq(frame: pd.DataFrame | None, freq: str) -> pd.DataFrame | None:

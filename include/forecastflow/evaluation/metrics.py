@@ -76,7 +76,8 @@ def evaluate(actual: pd.DataFrame, mean: pd.DataFrame, lower: pd.DataFrame,
     codes, keys = _codes(mean)
     mae = _group_means(np.abs(err), codes, len(keys))
     rmse = np.sqrt(_group_means(err**2, codes, len(keys)))
-    s = (scale.reindex(keys) if keys[0] is not None else scale.iloc[:1]).to_numpy(dtype=float)
+    panel = isinstance(mean.index, pd.MultiIndex)
+    s = (scale.reindex(keys) if panel else scale.iloc[:1]).to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         mase = np.where(s > 0, mae / s, np.nan)
     return {

@@ -10,6 +10,7 @@ id lists of an ensemble, its members and their wrappers are stored once per mode
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -18,19 +19,21 @@ import pandas as pd
 
 _INTERNED: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
 _INTERN_SIZE = 8
+_LOCK = threading.Lock()
 
 
 def _interned(ids: tuple[str, ...]) -> tuple[str, ...]:
     """One tuple object per distinct id list among the last few (pickle stores an object it
     has seen once, by reference)."""
-    found = _INTERNED.get(ids)
-    if found is None:
-        _INTERNED[ids] = found = ids
-        if len(_INTERNED) > _INTERN_SIZE:
-            _INTERNED.popitem(last=False)
-    else:
-        _INTERNED.move_to_end(ids)
-    return found
+    with _LOCK:
+        found = _INTERNED.get(ids)
+        if found is None:
+            _INTERNED[ids] = found = ids
+            if len(_INTERNED) > _INTERN_SIZE:
+                _INTERNED.popitem(last=False)
+        else:
+            _INTERNED.move_to_end(ids)
+        return found
 
 
 class SeriesEnds(dict):

@@ -188,8 +188,9 @@ FIT_PART_MIN_SERIES = 1_000
 
 def plan_fit(ctx: Context, selected: dict[str, Any]) -> list[dict[str, Any]]:
     """The winner's fit as parts, one mapped ``fit_part`` task each: a panel's series in up
-    to ``parallelism`` contiguous slices of at least ``FIT_PART_MIN_SERIES`` (as the search
-    sliced them); one part for a single series, a small panel, or a global model."""
+    to ``parallelism`` contiguous slices of at least ``FIT_PART_MIN_SERIES`` (an ensemble is
+    fitted per slice, as the search backtested it); one part for a single series, a small
+    panel, or global gradient boosting."""
     from forecastflow.models.parts import slices
 
     validated, trial = selected["run"], selected["trial"]
