@@ -218,3 +218,29 @@ def test_a_panel_with_ids_1_and_01_validates_as_two_series(tmp_path: Path):
                              "horizon": 3, "models": [{"family": "naive"}]})
     data = load_data(problem)
     assert sorted(data.series_ids) == ["01", "1"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_a_header_without_rows_says_so(tmp_path: Path, suffix: str):
+    path = tmp_path / f"sales{suffix}"
+    empty = pd.DataFrame({"date": pd.Series([], dtype=str), "sales": pd.Series([], dtype=float)})
+    if suffix == ".parquet":
+        empty.to_parquet(path)
+    else:
+        empty.to_csv(path, index=False)
+    with pytest.raises(SourceError, match="has no rows") as info:
+        read_source(str(path))
+    assert str(path) in str(info.value) and "'sales'" in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
+def test_repeated_column_names_are_refused_by_name(tmp_path: Path, suffix: str):
+    path = tmp_path / f"sales{suffix}"
+    text = "date,sales,store,sales\n2020-01-01,1,a,2\n"
+    if suffix == ".csv.gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    with pytest.raises(SourceError, match=r"repeated column names \['sales'\]") as info:
+        read_source(str(path))
+    assert str(path) in str(info.value)

@@ -82,14 +82,38 @@ def parse_table(data: Any, fmt: str, where: str, text_columns: tuple[str, ...]) 
     in errors."""
     try:
         if fmt in ("csv", "csv.gz"):
+            compression = "gzip" if fmt == "csv.gz" else None
+            _check_header(_csv_header(data, compression), where)
             # Ids stay text: store codes 1 and 01 are two series, not one number.
-            return pd.read_csv(data, dtype=dict.fromkeys(text_columns, str),
-                               compression="gzip" if fmt == "csv.gz" else None)
-        return pd.read_parquet(data)
+            frame = pd.read_csv(data, dtype=dict.fromkeys(text_columns, str),
+                                compression=compression)
+        else:
+            frame = pd.read_parquet(data)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SourceError(f"source {where} is not a readable CSV: {err}") from None
     except (OSError, ValueError, EOFError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise SourceError(f"source {where} could not be read as {fmt}: {err}") from None
+    if frame.empty:
+        raise SourceError(f"source {where} has no rows (columns: {list(frame.columns)})")
+    return frame
+
+
+def _csv_header(data: Any, compression: str | None) -> list[str]:
+    """The CSV's first row as written (the reader renames repeated names to ``name.1``)."""
+    start = data.tell() if hasattr(data, "seek") else None
+    try:
+        first = pd.read_csv(data, header=None, nrows=1, dtype=str, compression=compression)
+    finally:
+        if start is not None:
+            data.seek(start)
+    return [] if first.empty else [str(v) for v in first.iloc[0]]
+
+
+def _check_header(names: list[str], where: str) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SourceError(f"source {where} has repeated column names {repeated}: each column "
+                          "must be named once")
 
 
 def _read_file(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -88,8 +88,9 @@ def _parse_time(raw: pd.DataFrame, column: str) -> tuple[pd.Series, list[Issue]]
         parsed = pd.to_datetime(years.where(is_year).astype("Int64").astype(str)
                                 .where(is_year), format="%Y", errors="coerce")
     else:
-        # utc=True: strings with different UTC offsets parse (to UTC) instead of raising.
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+        parsed, mixed = _parse_strings(values)
+        if mixed is not None:
+            return parsed, [Issue("mixed_time_format", mixed, column=column)]
     bad = values[parsed.isna()]
     if len(bad):
         rows = list(bad.index[:_SHOW])
@@ -99,6 +100,32 @@ def _parse_time(raw: pd.DataFrame, column: str) -> tuple[pd.Series, list[Issue]]
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed, []
+
+
+def _parse_strings(values: pd.Series) -> tuple[pd.Series, str | None]:
+    """Time strings parsed in the first one's format; with why they are not all in it, when
+    some others parse in another (``2020-01-02`` and ``01/02/2020`` in one column leave a
+    reader guessing which is the day). Offsets are converted to UTC (``utc=True``)."""
+    from pandas.tseries.api import guess_datetime_format
+
+    text = values.dropna().astype(str)
+    first = guess_datetime_format(text.iloc[0]) if len(text) else None
+    iso = first is not None and first.startswith("%Y-%m")
+    if first is not None:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True,
+                                format="ISO8601" if iso else first)
+        if parsed.notna().all():
+            return parsed, None  # the usual case: one format, one pass
+    loose = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+    if first is None:
+        return loose, None
+    other = values[parsed.isna() & loose.notna()]
+    if other.empty:
+        return loose, None  # only unparseable values: reported as such
+    return loose, (f"{len(other)} value(s) are written in another format than the first "
+                   f"row's {text.iloc[0]!r} ({'ISO 8601' if iso else first}), e.g. rows "
+                   f"{list(other.index[:_SHOW])}: {_show(other)}; write every date in one "
+                   "format")
 
 
 def _numeric(raw: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, list[Issue]]:
