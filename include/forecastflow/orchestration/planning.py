@@ -22,6 +22,12 @@ FAMILY_COST = {"naive": 0.01, "seasonal_naive": 0.01, "drift": 0.01, "sarimax": 
                "auto_arima": 5.0, "ensemble": 3.0}
 
 
+def is_global(trial: dict[str, Any]) -> bool:
+    """Whether a trial (``Trial.to_dict()``) fits one model over all series of a panel (global
+    gradient boosting): it is never cut into series slices."""
+    return trial["family"] == "gradient_boosting" and trial["params"].get("global_model", True)
+
+
 def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
     """Work items (a trial, and for local models on panels a slice of the series) dealt into
     at most ``parallelism`` balanced batches: one mapped search task per batch, never one
@@ -41,9 +47,7 @@ def plan(ctx: Context, validated: dict[str, Any]) -> list[dict[str, Any]]:
            else [])
     items = []
     for trial in trials:
-        global_model = trial.family == "gradient_boosting" and trial.params.get(
-            "global_model", True)
-        if ids and not global_model:
+        if ids and not is_global(trial.to_dict()):
             size = math.ceil(len(ids) / n_batches)
             # A slice of the data's series order, not the ids: the XCom stays a few hundred
             # bytes however many series the panel has.

@@ -30,7 +30,7 @@ from forecastflow.orchestration.context import (  # noqa: F401 - the DAG files u
     run_context,
     run_dir,
 )
-from forecastflow.orchestration.planning import plan  # noqa: F401 - a stage
+from forecastflow.orchestration.planning import is_global, plan  # noqa: F401 - plan: a stage
 from forecastflow.orchestration.threads import limited
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,7 @@ def plan_fit(ctx: Context, selected: dict[str, Any]) -> list[dict[str, Any]]:
 
     validated, trial = selected["run"], selected["trial"]
     n_series = int(validated["n_series"])
-    global_model = trial["family"] == "gradient_boosting" and trial["params"].get(
-        "global_model", True)
-    n_parts = 1 if global_model else min(search_concurrency(ctx),
+    n_parts = 1 if is_global(trial) else min(search_concurrency(ctx),
                                           n_series // FIT_PART_MIN_SERIES)
     where = slices(n_series, n_parts) if n_parts > 1 else [None]
     log.info("fit %s in %d part(s)%s", trial["family"], len(where),
