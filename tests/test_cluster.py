@@ -120,6 +120,12 @@ def test_without_credentials_every_ui_and_api_answers_401(cluster):
     assert http("GET", f"{cluster['serve']}/docs")[0] == 401
     assert http("GET", f"{cluster['serve']}/health")[0] == 200
     assert http("GET", f"{cluster['mlflow']}/health")[0] == 200
+    # The S3 store: moto (the native stand-in for MinIO) checks no signature, so an unsigned
+    # list of the buckets answers 200 with their names; it listens on loopback only. MinIO in
+    # the compose deployment refuses unsigned requests and its S3 port is not published.
+    assert cluster["s3"].startswith("http://127.0.0.1:")
+    status, body = http("GET", f"{cluster['s3']}/")
+    assert status == 200 and "<Name>mlflow</Name>" in body, (status, body)
 
 
 def dag_runs(cluster: dict, token: str, dag_id: str) -> list[dict]:

@@ -2,7 +2,9 @@
 pulled): the Dockerfile passes hadolint at error level and builds on the Airflow version the
 project pins; docker-compose.yaml parses, every long-running service has a healthcheck, every
 dependency exists with a condition it can meet, all Airflow components share one environment,
-and every secret comes from .env (the same variable wherever two services must agree)."""
+and every secret comes from .env (the same variable wherever two services must agree), which
+deploy/make_env.py fills with fresh random values. What answers without credentials:
+tests/test_compose_security.py."""
 
 from __future__ import annotations
 
@@ -149,3 +151,32 @@ def test_the_native_cluster_uses_the_compose_files_environment(compose, tmp_path
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", "FORECASTFLOW_FORECAST_STORE",
                 "MLFLOW_TRACKING_USERNAME"):
         assert native[key] == compose["services"]["airflow-scheduler"]["environment"][key], key
+
+
+def test_make_env_writes_a_fresh_secret_for_every_empty_example_value(compose, env_example,
+                                                                     tmp_path):
+    import importlib.util
+
+    from cryptography.fernet import Fernet
+
+    spec = importlib.util.spec_from_file_location("make_env", ROOT / "deploy" / "make_env.py")
+    make_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_env)
+    out = make_env.write_env(tmp_path / ".env")
+    assert out.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in out.read_text().splitlines()
+                  if line.strip() and not line.startswith("#"))
+    assert set(values) == set(env_example)
+    empty = [key for key, value in env_example.items() if not value]
+    assert len(empty) == 13 and {k: v for k, v in values.items() if k not in empty} == {
+        k: v for k, v in env_example.items() if k not in empty}
+    assert all(len(values[key]) >= 20 for key in empty)
+    assert len({values[key] for key in empty}) == len(empty)  # no value reused
+    Fernet(values["AIRFLOW_FERNET_KEY"].encode())
+    assert re.fullmatch(r"[A-Z0-9]{20}", values["S3_ACCESS_KEY"])
+    assert len(values["S3_SECRET_KEY"]) == 40
+    # Every variable the compose file requires is set.
+    assert variables(compose["services"]) - {"FORECASTFLOW_IMAGE"} <= set(values)
+    with pytest.raises(FileExistsError):  # never replaces an existing .env
+        make_env.write_env(out)
+    assert make_env.main(["--out", str(out)]) == 1
