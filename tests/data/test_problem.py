@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import annotated_types
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from forecastflow.data.problem import (
+    BacktestConfig,
+    Distribution,
+    ModelSpec,
+    MonitoringConfig,
     ProblemConfig,
     ProblemConfigError,
+    PromotionConfig,
     demo_problems_dir,
     find_problem,
     load_problem,
@@ -394,3 +403,162 @@ def test_relative_source_is_relative_to_the_yaml_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     problem = load_problem(folder / "rel.yaml")
     assert problem.source == str(folder / "data" / "sales.csv")
+
+
+# Every field, walked from the model (issue 15) -----------------------------------------------
+# Each model nested in a problem, where it sits and how to embed a mapping of its fields in a
+# valid problem. A new nested model must be added here (test_every_nested_model_is_walked).
+PLACES: dict[type[BaseModel], tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    ProblemConfig: ("", lambda inner: minimal(**inner)),
+    BacktestConfig: ("backtest", lambda inner: minimal(backtest=inner)),
+    PromotionConfig: ("promotion", lambda inner: minimal(promotion=inner)),
+    MonitoringConfig: ("monitoring", lambda inner: minimal(monitoring=inner)),
+    ModelSpec: ("models.0", lambda inner: minimal(models=[
+        {"family": "gradient_boosting", **inner}])),
+    Distribution: ("models.0.search.learning_rate.range", lambda inner: minimal(models=[
+        {"family": "gradient_boosting", "search": {"learning_rate": {
+            "low": 0.01, "high": 0.3, **inner}}}])),
+}
+POOL = [42, 2.5, True, "x", ["x"], {"x": 1}, None]  # values of every YAML type
+
+
+def fits(annotation: Any, value: Any) -> bool:
+    """Whether strict validation lets ``value`` through ``annotation``'s type (not its
+    constraints): the pool values that do not are the wrong types."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin is Annotated:
+        return fits(args[0], value)
+    if origin in (Union, UnionType):
+        return any(fits(arg, value) for arg in args)
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if annotation is type(None):
+        return value is None
+    simple = {bool: bool, int: int, float: int | float, str: str, list: list, dict: dict}
+    kind = origin or annotation
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return isinstance(value, dict)
+    return isinstance(value, simple[kind]) and not (kind in (int, float)
+                                                    and isinstance(value, bool))
+
+
+def beyond(annotation: Any, metadata: list[Any]) -> list[Any]:
+    """Values of the right type outside the field's range: bounds, lengths, patterns,
+    choices, NaN and infinity."""
+    values: list[Any] = []
+    for item in metadata:
+        values += [item.ge - 1] if isinstance(item, annotated_types.Ge) else []
+        values += [item.gt] if isinstance(item, annotated_types.Gt) else []
+        values += [item.le + 1] if isinstance(item, annotated_types.Le) else []
+        values += [item.lt] if isinstance(item, annotated_types.Lt) else []
+        values += ["", []] if isinstance(item, annotated_types.MinLen) else []
+        values += ["Not Valid!"] if getattr(item, "pattern", None) else []
+    for arg in get_args(annotation):  # constraints of a list's items or an optional value
+        if get_origin(arg) is Annotated:
+            inner = beyond(arg, [m for extra in get_args(arg)[1:]
+                                 for m in getattr(extra, "metadata", [extra])])
+            values += [[v] for v in inner] if get_origin(annotation) is list else inner
+    literals = [a for a in get_args(annotation) if get_origin(a) is Literal]
+    if get_origin(annotation) is Literal or literals:
+        values.append("no_such_choice")
+    if fits(annotation, 0.5) and not fits(annotation, "x"):
+        values += [float("nan"), float("inf")]
+    return [v for v in values if fits(annotation, v)]
+
+
+def walked_cases() -> list[Any]:
+    """(path, problem mapping) for every field's wrong types and out-of-range values, and an
+    unknown key at every level."""
+    cases = []
+    for model, (prefix, build) in PLACES.items():
+        wrapping = {name for d in model.__pydantic_decorators__.field_validators.values()
+                    if d.info.mode == "before" for name in d.info.fields}
+        cases.append(pytest.param(f"{prefix}.no_such_key".lstrip("."),
+                                  build({"no_such_key": 1}), id=f"{prefix or 'top'}.unknown"))
+        for name, info in model.model_fields.items():
+            path = f"{prefix}.{name}".lstrip(".")
+            wrong = [v for v in POOL if not fits(info.annotation, v)
+                     and not (name in wrapping and v in ("x", None))]
+            for value in [*wrong, *beyond(info.annotation, info.metadata)]:
+                cases.append(pytest.param(path, build({name: value}), id=f"{path}={value!r}"))
+    return cases
+
+
+@pytest.mark.parametrize(("path", "data"), walked_cases())
+def test_every_field_refuses_wrong_types_and_ranges(tmp_path: Path, path: str,
+                                                    data: dict[str, Any]):
+    """Each field of every model, given a value of each wrong YAML type, out of its range
+    or next to an unknown key: the error names the file and the field's path."""
+    target = write_yaml(tmp_path, data, stem="demo")
+    with pytest.raises(ProblemConfigError) as info:
+        load_problem(target)
+    message = str(info.value)
+    assert message.startswith(f"{target}: invalid problem\n"), message
+    assert f"\n  {path}" in message, f"{path!r} not in {message!r}"
+
+
+def test_every_nested_model_is_walked():
+    """Every model reachable from ProblemConfig has a place in PLACES, so its fields are
+    walked too; every one of them refuses unknown keys, other types and NaN."""
+    found, todo = set(), [ProblemConfig]
+    while todo:
+        model = todo.pop()
+        found.add(model)
+        for info in model.model_fields.values():
+            todo += [t for t in _models_in(info.annotation) if t not in found]
+    assert found == set(PLACES)
+    for model in found:
+        config = model.model_config
+        assert (config["extra"], config["strict"], config["allow_inf_nan"]) == (
+            "forbid", True, False), model
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+# Problem names that try to be paths: refused by the YAML and by find_problem.
+TRICK_NAMES = ["../x", "a/b", "..", ".", "/etc/passwd", "C:\\x", "demo\0", "demo\n", "",
+               "x" * 64, "d\u0435mo", "\uff44\uff45\uff4d\uff4f", "Demo", "1demo", "_demo",
+               "demo.yaml", "de mo", "demo%2f"]
+
+
+@pytest.mark.parametrize("name", TRICK_NAMES, ids=[repr(n)[:20] for n in TRICK_NAMES])
+def test_names_that_try_path_tricks_are_refused(tmp_path: Path, name: str):
+    target = write_yaml(tmp_path, minimal(name=name), stem="demo")
+    with pytest.raises(ProblemConfigError) as info:
+        load_problem(target)
+    assert "\n  name: String should match pattern" in str(info.value)
+    assert repr(name)[:40] in str(info.value)
+    with pytest.raises(ProblemConfigError, match="is not a problem name") as info:
+        find_problem(name, dirs=[tmp_path])
+    assert repr(name)[:40] in str(info.value)
+
+
+# (id, the YAML file's text, texts the error must contain)
+BAD_YAML = [
+    ("repeated_key", "name: demo\nhorizon: 3\nhorizon: 6\n",
+     ["not valid YAML", "'horizon' is written twice", "line 3"]),
+    ("repeated_nested_key", "name: demo\nbacktest:\n  windows: 2\n  windows: 3\n",
+     ["'windows' is written twice", "line 4"]),
+    ("alias_bomb", "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n"
+        for i in range(6)), ["more than 100000 values"]),
+    ("not_utf8", "name: d\xe9mo\n", ["not UTF-8 text", "byte 0xe9 at byte offset 7"]),
+    ("too_large", "description: " + "x" * (1024 * 1024) + "\n", ["a problem file is at most"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(*c[1:], id=c[0]) for c in BAD_YAML])
+def test_bad_yaml_text_is_refused_by_name(tmp_path: Path, text: str, expected: list[str]):
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(text.encode("latin-1" if "\xe9" in text else "utf-8"))
+    with pytest.raises(ProblemConfigError) as info:
+        load_problem(path)
+    assert str(info.value).startswith(str(path))
+    for item in expected:
+        assert item in str(info.value), f"{item!r} not in {str(info.value)[:300]!r}"

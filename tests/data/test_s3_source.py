@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 from typing import Any
 
 import pandas as pd
@@ -159,7 +160,54 @@ def test_an_object_replaced_while_listing_is_read_at_the_listed_etag(s3: Any):
     [obj] = s3_source.list_objects(client, f"s3://{s3.bucket}/race.csv")
     put_csv(s3, "race.csv", month("2024-01-01", ["a"], [9.0]))
     with pytest.raises(SourceError, match="changed while it was being read"):
-        s3_source._read_object(client, s3.bucket, obj, ())
+        s3_source._read_object(client, s3.bucket, obj, SourceOptions())
     frame = pd.read_csv(io.BytesIO(s3.get_object(Bucket=s3.bucket, Key="race.csv")["Body"]
                                    .read()))
     assert frame["sales"].tolist() == [9.0]
+
+
+@pytest.mark.parametrize(("keys", "tail", "expected"), [
+    (["big.csv"], "big.csv", ["s3://{bucket}/big.csv is "]),
+    (["m/1.csv", "m/2.csv.gz"], "m/", ["s3://{bucket}/m/ (2 objects, together) is ",
+                                       "gzip-compressed"]),
+], ids=["one_object", "a_prefix_together"])
+def test_objects_over_the_size_limit_are_refused_before_reading(
+        s3: Any, monkeypatch: pytest.MonkeyPatch, keys: list[str], tail: str,
+        expected: list[str]):
+    """The listed sizes of every matching object add up against
+    FORECASTFLOW_MAX_SOURCE_BYTES before any is downloaded."""
+    for number, key in enumerate(keys):
+        put_csv(s3, key, month("2024-01-01", ["a"] * 20, [float(number)] * 20),
+                gz=key.endswith(".gz"))
+    total = sum(s3.head_object(Bucket=s3.bucket, Key=key)["ContentLength"] for key in keys)
+    monkeypatch.setenv("FORECASTFLOW_MAX_SOURCE_BYTES", str(total - 1))
+    with pytest.raises(SourceError, match="FORECASTFLOW_MAX_SOURCE_BYTES") as info:
+        read(f"s3://{s3.bucket}/{tail}")
+    message = str(info.value)
+    assert f"({total} bytes)" in message and f"({total - 1} bytes)" in message
+    for text in expected:
+        assert text.format(bucket=s3.bucket) in message, message
+    monkeypatch.setenv("FORECASTFLOW_MAX_SOURCE_BYTES", str(total))
+    assert len(read(f"s3://{s3.bucket}/{tail}").frame) == 20 * len(keys)
+
+
+@pytest.mark.parametrize(("body", "encoding", "expected"), [
+    ("\ufeffdate,store,sales\n2024-01-01,Café,1\n".encode(), None, None),
+    ("date,store,sales\n2024-01-01,Café,1\n".encode("utf-16"), None, None),
+    ("date,store,sales\n2024-01-01,Café,1\n".encode("cp1252"), "cp1252", None),
+    ("date,store,sales\n2024-01-01,Café,1\n".encode("cp1252"), None,
+     "is not UTF-8 text: byte 0xe9 at byte offset 31 (line 2"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(64), None, "it is a PNG image"),
+], ids=["utf8_bom", "utf16_bom", "cp1252_declared", "cp1252_undeclared", "png"])
+def test_object_text_encodings(s3: Any, body: bytes, encoding: str | None,
+                               expected: str | None):
+    s3.put_object(Bucket=s3.bucket, Key="enc.csv", Body=body)
+    uri = f"s3://{s3.bucket}/enc.csv"
+    if expected is None:
+        frame = read(uri, SourceOptions(encoding=encoding)).frame
+        assert list(frame.columns) == ["date", "store", "sales"]
+        assert frame["store"].tolist() == ["Café"]
+        return
+    with pytest.raises(SourceError, match=re.escape(expected)) as info:
+        read(uri, SourceOptions(encoding=encoding))
+    assert uri in str(info.value)

@@ -15,7 +15,9 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,6 +33,8 @@ GapPolicy = Literal["reject", "interpolate", "ffill", "zero"]
 _SEASON_BY_FREQ = {"Y": 1, "A": 1, "Q": 4, "M": 12, "W": 52, "D": 7, "B": 5, "h": 24, "H": 24}
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_YAML_BYTES = 1024 * 1024  # a problem file is a few hundred bytes
+MAX_YAML_VALUES = 100_000  # YAML aliases can make a small file expand without bound
 TABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"  # [schema.]table
 
 
@@ -39,7 +43,13 @@ class ProblemConfigError(UserInputError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys, values of another type (``horizon: "6"``, ``coverage: true``) and
+    infinite or NaN numbers are refused, at every level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+Column = Annotated[str, Field(min_length=1)]
 
 
 class Distribution(_Strict):
@@ -59,7 +69,18 @@ class Distribution(_Strict):
         return self
 
 
-SearchValue = Annotated[list[Any] | Distribution, Field()]
+def _search_kind(value: Any) -> str | None:
+    if isinstance(value, list):
+        return "list"
+    return "range" if isinstance(value, dict | Distribution) else None
+
+
+# A search space: a list of values, or a range (errors say which: ``....range.low``).
+SearchValue = Annotated[
+    Annotated[list[Any], Tag("list")] | Annotated[Distribution, Tag("range")],
+    Discriminator(_search_kind, custom_error_type="search_space",
+                  custom_error_message="expected a list of values or a range "
+                                       "{low, high, log, integer}")]
 
 
 class ModelSpec(_Strict):
@@ -154,17 +175,20 @@ class ProblemConfig(_Strict):
     table: str | None = Field(default=None, pattern=TABLE_PATTERN)
     query: str | None = None
     query_params: dict[str, Any] = Field(default_factory=dict)
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     aws_conn_id: str | None = None
+    # CSV sources: the files' text encoding (a Python codec name); omitted: UTF-8, or what a
+    # byte order mark says (UTF-8, UTF-16, UTF-32).
+    encoding: str | None = None
     forecast_store: str | None = None
-    time_column: str
-    target: list[str] = Field(min_length=1)
-    exog: list[str] = Field(default_factory=list)
-    id_column: str | None = None
+    time_column: Column
+    target: list[Column] = Field(min_length=1)
+    exog: list[Column] = Field(default_factory=list)
+    id_column: Column | None = None
     frequency: str | None = None
     season_length: int | None = Field(default=None, ge=1)
     horizon: int = Field(ge=1, le=1000)
-    max_horizon: int | None = Field(default=None, ge=1)
+    max_horizon: int | None = Field(default=None, ge=1, le=10_000)
     transform: TransformName = "none"
     gaps: GapPolicy = "reject"
     max_gap: int | None = Field(default=None, ge=1)
@@ -184,7 +208,7 @@ class ProblemConfig(_Strict):
     calibrate_intervals: bool = True
     schedule: str | None = "@daily"
     max_trials: int = Field(default=20, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)  # numpy and scikit-learn's range
     series_limit: int | None = Field(default=None, ge=1)
     tags: dict[str, str] = Field(default_factory=dict)
 
@@ -205,6 +229,7 @@ class ProblemConfig(_Strict):
     def _known_scheme(cls, value: str) -> str:
         from forecastflow.data.sources import SourceError, reader_for
 
+        _no_nul(value)
         try:
             reader_for(value)
         except SourceError as err:
@@ -216,6 +241,7 @@ class ProblemConfig(_Strict):
     def _store_scheme(cls, value: str | None) -> str | None:
         from forecastflow.data.sources import is_sql, scheme_of
 
+        _no_nul(value or "")
         if value and "://" in value and scheme_of(value) not in ("file", "s3") and not is_sql(
                 value):
             raise ValueError(f"forecast_store {value!r}: use a folder, file://, s3:// or a "
@@ -236,7 +262,22 @@ class ProblemConfig(_Strict):
         if scheme_of(self.source) != "s3" and (self.endpoint_url or self.aws_conn_id):
             raise ValueError(f"endpoint_url and aws_conn_id apply to s3:// sources, not "
                              f"{self.source!r}")
+        if self.encoding and scheme_of(self.source) not in ("file", "s3"):
+            raise ValueError(f"encoding applies to CSV files (local or s3://), not "
+                             f"{self.source!r}")
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            "a".encode(value)  # also refuses codecs that are not text (base64, rot13)
+        except LookupError as err:
+            raise ValueError(f"encoding {value!r} is not a Python text codec ({err}); e.g. "
+                             "utf-8, cp1252, latin-1, utf-16") from None
+        return value
 
     @field_validator("frequency")
     @classmethod
@@ -336,6 +377,11 @@ class ProblemConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
 
+def _no_nul(value: str) -> None:
+    if "\0" in value:
+        raise ValueError(f"{value!r} holds a NUL character")
+
+
 def _valid_cron(expression: str) -> bool:
     """Check a cron expression with croniter (installed with Airflow) when available."""
     try:
@@ -346,11 +392,64 @@ def _valid_cron(expression: str) -> bool:
 
 
 def _format_errors(err: ValidationError) -> str:
+    """One line per error: the field path, the reason and the offending value (scalars, cut
+    at 80 characters, passwords in URLs masked)."""
+    from forecastflow.connections import masked
+
     lines = []
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}")
+        value = item.get("input")
+        got = ""
+        if item["type"] != "missing" and (value is None or isinstance(value, str | int | float)):
+            shown = _shown(masked(value) if isinstance(value, str) else value)
+            if repr(value) not in item["msg"]:  # validators name the value themselves
+                got = f" (got {shown})"
+        lines.append(f"  {where}: {item['msg']}{got}")
     return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` cut at 80 characters; non-ASCII text also escaped, so a look-alike
+    letter (a Cyrillic e for a Latin one) shows as what it is."""
+    shown = repr(value)
+    if isinstance(value, str) and not value.isascii():
+        shown += f" = {value!a}"
+    return shown[:80] + ("..." if len(shown) > 80 else "")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML would keep
+    the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is written twice in one mapping",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML to Python with duplicate keys refused and at most :data:`MAX_YAML_VALUES` values
+    (aliases to aliases can make a few lines expand to billions)."""
+    data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no objects
+    budget, stack = MAX_YAML_VALUES, [data]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise yaml.YAMLError(f"more than {MAX_YAML_VALUES} values (aliases that expand "
+                                 "without bound?)")
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return data
 
 
 def parse_problem(data: dict[str, Any], origin: str = "<dict>") -> ProblemConfig:
@@ -367,11 +466,18 @@ def load_problem(path: str | os.PathLike[str]) -> ProblemConfig:
     """Read and validate one problem YAML file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ProblemConfigError(f"{path}: {size} bytes; a problem file is at most "
+                                     f"{MAX_YAML_BYTES}")
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ProblemConfigError(f"{path}: cannot read problem file ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ProblemConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} "
+                                 f"at byte offset {err.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _load_yaml(text)
     except yaml.YAMLError as err:
         raise ProblemConfigError(f"{path}: not valid YAML ({err})") from None
     if isinstance(data, dict) and isinstance(data.get("source"), str):
@@ -387,7 +493,7 @@ def load_problem(path: str | os.PathLike[str]) -> ProblemConfig:
 def _resolve_source(source: str, folder: Path) -> str:
     """A relative local path is relative to the YAML file's folder, not the working
     directory (Airflow workers run elsewhere)."""
-    if "://" in source:
+    if "://" in source or "\0" in source:  # a NUL is refused by the validation
         return source
     path = Path(source).expanduser()
     return source if path.is_absolute() else str((folder / path).resolve())
@@ -412,11 +518,11 @@ def read_declaration(path: Path) -> dict[str, Any]:
     """A problem file's YAML as a mapping whose ``name`` matches :data:`NAME_PATTERN` and the
     file name; PyYAML only (DAG parsing and serving start-up read it). Raises ``ValueError``
     (or ``OSError`` / ``yaml.YAMLError``) naming the file."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = _load_yaml(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping")
     name = str(data.get("name", ""))
-    if not re.match(NAME_PATTERN, name) or name != path.stem:
+    if not re.fullmatch(NAME_PATTERN, name) or name != path.stem:
         raise ValueError(f"{path}: name {name!r} must match {NAME_PATTERN} and the file name")
     return data
 
@@ -433,6 +539,11 @@ def problem_files(dirs: list[Path] | None = None) -> list[Path]:
 
 
 def find_problem(name: str, dirs: list[Path] | None = None) -> ProblemConfig:
+    """The problem called ``name`` (refused unless it matches :data:`NAME_PATTERN`: no
+    paths, no look-alike characters)."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise ProblemConfigError(f"{_shown(name)} is not a problem name: names match "
+                                 f"{NAME_PATTERN}")
     for path in problem_files(dirs):
         if path.stem == name:
             return load_problem(path)

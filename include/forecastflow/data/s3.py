@@ -164,9 +164,10 @@ def read_objects(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[s
             raise SourceError(f"{uri}: no CSV or Parquet objects (found {skipped[:5]})")
         log.warning("%s: skipping %d object(s) that are not CSV/Parquet: %s", uri,
                     len(skipped), skipped[:5])
+    _check_total(uri, bucket, readable)
     frames, keys = [], []
     for number, obj in enumerate(readable, 1):
-        frame, record = _read_object(s3, bucket, obj, options.text_columns)
+        frame, record = _read_object(s3, bucket, obj, options)
         if frames and list(frame.columns) != list(frames[0].columns):
             raise SourceError(f"s3://{bucket}/{obj['Key']}: columns {list(frame.columns)} differ "
                               f"from s3://{bucket}/{keys[0]['key']}'s {list(frames[0].columns)}")
@@ -179,7 +180,18 @@ def read_objects(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[s
     return frame, {"kind": "s3", "endpoint": endpoint_of(s3), "bucket": bucket, "objects": keys}
 
 
-def _read_object(s3: Any, bucket: str, obj: dict[str, Any], text_columns: tuple[str, ...],
+def _check_total(uri: str, bucket: str, objects: list[dict[str, Any]]) -> None:
+    """Refuse objects whose sizes (as listed, before any is read) add up to more than the
+    memory limit; the message names the object, or the URI and how many objects match."""
+    from forecastflow.data.files import check_size
+
+    where = (f"s3://{bucket}/{objects[0]['Key']}" if len(objects) == 1
+             else f"{uri} ({len(objects)} objects, together)")
+    check_size(where, sum(int(obj.get("Size") or 0) for obj in objects),
+               compressed=any(file_format(obj["Key"]) == "csv.gz" for obj in objects))
+
+
+def _read_object(s3: Any, bucket: str, obj: dict[str, Any], options: SourceOptions,
                  ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """One object's rows, read at the ETag it was listed with."""
     where = f"s3://{bucket}/{obj['Key']}"
@@ -187,6 +199,7 @@ def _read_object(s3: Any, bucket: str, obj: dict[str, Any], text_columns: tuple[
         extra = {"IfMatch": obj["ETag"]} if obj.get("ETag") else {}
         response = s3.get_object(Bucket=bucket, Key=obj["Key"], **extra)
         body = response["Body"].read()
-    frame = parse_table(io.BytesIO(body), file_format(obj["Key"]) or "csv", where, text_columns)
+    frame = parse_table(io.BytesIO(body), file_format(obj["Key"]) or "csv", where,
+                        options.text_columns, options.columns, options.encoding)
     return frame, {"key": obj["Key"], "etag": str(response.get("ETag", "")).strip('"'),
                    "version_id": response.get("VersionId"), "bytes": len(body)}

@@ -39,9 +39,9 @@ class SourceUnavailableError(ConnectionError):
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """What a reader may need besides the URI: the problem's columns (ids are read as text,
-    SQL selects only the needed ones), the run's cutoff (SQL filters rows in the database),
-    the SQL table or query and S3 settings."""
+    """What a reader may need besides the URI: the problem's columns (ids are read as text;
+    files and SQL read only the needed ones), the run's cutoff (SQL filters rows in the
+    database), the SQL table or query, S3 settings and the CSV files' text encoding."""
 
     text_columns: tuple[str, ...] = ()
     columns: tuple[str, ...] = ()
@@ -52,6 +52,7 @@ class SourceOptions:
     query_params: dict[str, Any] = field(default_factory=dict)
     endpoint_url: str | None = None
     aws_conn_id: str | None = None
+    encoding: str | None = None
     chunksize: int = 100_000
 
 
@@ -77,19 +78,20 @@ def file_format(name: str) -> str | None:
             ".pq": "parquet"}.get(suffix)
 
 
-def parse_table(data: Any, fmt: str, where: str, text_columns: tuple[str, ...]) -> pd.DataFrame:
-    """Parse CSV / CSV.gz / Parquet content (a path or a file-like object); ``where`` names it
-    in errors."""
+def parse_table(data: Any, fmt: str, where: str, text_columns: tuple[str, ...],
+                columns: tuple[str, ...] = (), encoding: str | None = None) -> pd.DataFrame:
+    """Parse CSV / CSV.gz / Parquet content (a path or a seekable file object); ``where`` names
+    it in errors. Only ``columns`` are read when the file has them all (else every column, so
+    validation can list what is there); CSV text is ``encoding``, else what its byte order
+    mark says, else UTF-8."""
     try:
         if fmt in ("csv", "csv.gz"):
-            compression = "gzip" if fmt == "csv.gz" else None
-            _check_header(_csv_header(data, compression), where)
-            # Ids stay text: store codes 1 and 01 are two series, not one number.
-            frame = pd.read_csv(data, dtype=dict.fromkeys(text_columns, str),
-                                compression=compression)
+            frame = _parse_csv(data, fmt == "csv.gz", where, text_columns, columns, encoding)
         else:
-            frame = pd.read_parquet(data)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            frame = _parse_parquet(data, columns)
+    except SourceError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise SourceError(f"source {where} is not a readable CSV: {err}") from None
     except (OSError, ValueError, EOFError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise SourceError(f"source {where} could not be read as {fmt}: {err}") from None
@@ -98,11 +100,46 @@ def parse_table(data: Any, fmt: str, where: str, text_columns: tuple[str, ...]) 
     return frame
 
 
-def _csv_header(data: Any, compression: str | None) -> list[str]:
+def _parse_csv(data: Any, compressed: bool, where: str, text_columns: tuple[str, ...],
+               columns: tuple[str, ...], encoding: str | None) -> pd.DataFrame:
+    """A CSV's rows: binary content refused, the header checked, undecodable bytes located."""
+    from forecastflow.data import files
+
+    start = data.tell() if hasattr(data, "seek") else None
+    codec = files.text_encoding(data, compressed, where, encoding)
+    compression = "gzip" if compressed else None
+    try:
+        header = _csv_header(data, compression, codec)
+        _check_header(header, where)
+        wanted = list(columns) if columns and set(columns) <= set(header) else None
+        # Ids stay text: store codes 1 and 01 are two series, not one number.
+        return pd.read_csv(data, dtype={c: str for c in text_columns if c in header},
+                           usecols=wanted, compression=compression, encoding=codec)
+    except UnicodeError as err:
+        if start is not None:
+            data.seek(start)
+        why = files.undecodable(data, compressed, where, codec)
+        raise SourceError(why or f"source {where} is not {codec} text: {err}") from None
+
+
+def _parse_parquet(data: Any, columns: tuple[str, ...]) -> pd.DataFrame:
+    """A Parquet file's ``columns`` (all of them when one is missing: validation names it)."""
+    import pyarrow.parquet as pq
+
+    start = data.tell() if hasattr(data, "seek") else None
+    names = pq.read_schema(data).names
+    if start is not None:
+        data.seek(start)
+    wanted = [n for n in names if n in columns] if set(columns) <= set(names) else None
+    return pd.read_parquet(data, columns=wanted or None)
+
+
+def _csv_header(data: Any, compression: str | None, encoding: str) -> list[str]:
     """The CSV's first row as written (the reader renames repeated names to ``name.1``)."""
     start = data.tell() if hasattr(data, "seek") else None
     try:
-        first = pd.read_csv(data, header=None, nrows=1, dtype=str, compression=compression)
+        first = pd.read_csv(data, header=None, nrows=1, dtype=str, compression=compression,
+                            encoding=encoding)
     finally:
         if start is not None:
             data.seek(start)
@@ -117,15 +154,27 @@ def _check_header(names: list[str], where: str) -> None:
 
 
 def _read_file(uri: str, options: SourceOptions) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from forecastflow.data.files import check_size
+
     path = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri).expanduser()
-    if not path.exists():
-        raise SourceError(f"source file {str(path)!r} does not exist")
+    try:
+        stat = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise SourceError(f"source file {str(path)!r} does not exist") from None
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte, no permission
+        raise SourceError(f"source file {str(path)!r} cannot be read: "
+                          f"{getattr(err, 'strerror', None) or err}") from None
+    if path.is_dir():
+        raise SourceError(f"source file {str(path)!r} is a folder: name one file (a prefix of "
+                          "many files works on s3://)")
     fmt = file_format(path.name)
     if fmt is None:
         raise SourceError(f"source file {str(path)!r}: unsupported format "
                           f"{''.join(path.suffixes[-2:]) or '(none)'!r} (csv, csv.gz, parquet)")
-    frame = parse_table(path, fmt, f"file {str(path)!r}", options.text_columns)
-    stat = path.stat()
+    where = f"file {str(path)!r}"
+    check_size(where, stat.st_size, compressed=fmt == "csv.gz")
+    frame = parse_table(path, fmt, where, options.text_columns, options.columns,
+                        options.encoding)
     return frame, {"kind": "file", "path": str(path.resolve()), "bytes": stat.st_size,
                    "modified": pd.Timestamp(stat.st_mtime_ns, unit="ns", tz="UTC").isoformat()}
 
@@ -225,7 +274,8 @@ def problem_options(problem: Any, cutoff: pd.Timestamp | None = None) -> SourceO
                                      *problem.target, *problem.exog])),
         time_column=problem.time_column, cutoff=cutoff, table=problem.table,
         query=problem.query, query_params=dict(problem.query_params),
-        endpoint_url=problem.endpoint_url, aws_conn_id=problem.aws_conn_id)
+        endpoint_url=problem.endpoint_url, aws_conn_id=problem.aws_conn_id,
+        encoding=problem.encoding)
 
 
 def read_problem(problem: Any, cutoff: pd.Timestamp | None = None) -> SourceRead:
