@@ -179,7 +179,9 @@ def build(spec: DagSpec):  # noqa: ANN201 - a DAG
             _link(fitted)
             return training.register(_ctx(), fitted, evaluated)
 
-        @task
+        # One promotion per problem at a time, whatever runs overlap (a backfill's runs, a
+        # manual trigger beside a scheduled run): each gate sees the champion the last one left.
+        @task(max_active_tis_per_dag=1)
         def promote(registered: dict) -> dict:
             from forecastflow.orchestration import training
 

@@ -5,6 +5,7 @@
     deploy/local-cluster env                                  # the environment, for a shell
     deploy/local-cluster demo [problems]                      # train through the REST API
     deploy/local-cluster down [--purge]                       # stop (and drop the databases)
+    deploy/local-cluster stop|start|kill mlflow worker-w1     # one process (kill: SIGKILL)
 
 Processes: an S3 server on loopback (moto, standing in for MinIO), ``mlflow server`` with its
 basic-auth app (PostgreSQL backend store, artifacts proxied to S3), ``airflow api-server``,
@@ -44,8 +45,10 @@ def free_port() -> int:
 
 
 def settings(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
-             problems: str | None = None) -> dict[str, Any]:
-    """Ports, names and secrets of the cluster in ``folder``, created on first use."""
+             problems: str | None = None, overrides: dict[str, str] | None = None
+             ) -> dict[str, Any]:
+    """Ports, names and secrets of the cluster in ``folder``, created on first use;
+    ``overrides`` (``--set KEY=VALUE``) are extra environment for every process."""
     path = folder / "cluster.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -54,7 +57,7 @@ def settings(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
     tag = f"ff_{secrets.token_hex(3)}"
     found = {
         "name": tag, "workers": workers, "redis_db": redis_db, "concurrency": concurrency,
-        "problems": problems or str(folder / "problems"),
+        "problems": problems or str(folder / "problems"), "overrides": overrides or {},
         "ports": {k: free_port() for k in ("api", "mlflow", "s3", "serve", "scheduler_health",
                                             "triggerer_logs", *[f"w{i}" for i in
                                                                 range(1, workers + 1)])},
@@ -106,6 +109,7 @@ def environment(folder: Path, cfg: dict[str, Any]) -> dict[str, str]:
         "FORECASTFLOW_HOME": str(folder / "state"),
         "FORECASTFLOW_PROBLEMS_DIR": cfg["problems"],
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **cfg.get("overrides", {}),
     }
 
 
@@ -224,9 +228,9 @@ def make_buckets(env: dict[str, str]) -> None:
 
 
 def up(folder: Path, workers: int, redis_db: int, concurrency: int = 2,
-       problems: str | None = None) -> dict[str, Any]:
+       problems: str | None = None, overrides: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    cfg = settings(folder, workers, redis_db, concurrency, problems)
+    cfg = settings(folder, workers, redis_db, concurrency, problems, overrides)
     Path(cfg["problems"]).mkdir(parents=True, exist_ok=True)
     env = environment(folder, cfg)
     specs = processes(folder, cfg, env)
@@ -274,6 +278,29 @@ def describe(folder: Path, cfg: dict[str, Any]) -> dict[str, Any]:
         "s3": f"http://127.0.0.1:{ports['s3']}", "workers": cfg["workers"],
         "env": str(folder / "cluster.env"),
     }
+
+
+def process(folder: Path, action: str, name: str) -> int | None:
+    """``start`` (idempotent), ``stop`` (SIGTERM, then SIGKILL after 30 s) or ``kill``
+    (SIGKILL at once, as a machine dying) one process of a running cluster, by its group."""
+    cfg = json.loads((folder / "cluster.json").read_text())
+    env = environment(folder, cfg)
+    specs = processes(folder, cfg, env)
+    if name not in specs:
+        raise SystemExit(f"unknown process {name!r}; known: {sorted(specs)}")
+    if action == "start":
+        return start(folder, name, specs[name], env)
+    pid_file = folder / "pids" / f"{name}.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() else None
+    if pid is None or not alive(pid):
+        return None
+    os.killpg(pid, signal.SIGKILL if action == "kill" else signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+    return pid
 
 
 def status(folder: Path) -> dict[str, bool]:
@@ -374,9 +401,11 @@ def demo(folder: Path, problems: list[str], seconds: float = 1800) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "status", "env", "demo", "down"])
-    parser.add_argument("names", nargs="*", metavar="problem",
-                        help="demo: problems to train (default us_macro)")
+    parser.add_argument("command", choices=["up", "status", "env", "demo", "down", "start",
+                                            "stop", "kill"])
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help="demo: problems to train (default us_macro); start, stop, kill: "
+                        "processes (status lists them)")
     parser.add_argument("--dir", default=str(ROOT / ".cluster"), help="cluster folder")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--redis-db", type=int, default=3)
@@ -384,16 +413,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", default=None,
                         help="your problems folder (default <dir>/problems)")
     parser.add_argument("--purge", action="store_true", help="down: drop databases and folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="up: extra environment for every process (first up only), e.g. "
+                        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=60")
     args = parser.parse_intermixed_args(argv)
     folder = Path(args.dir).resolve()
     if args.command == "up":
-        info = up(folder, args.workers, args.redis_db, args.concurrency, args.problems)
+        overrides = dict(item.split("=", 1) for item in args.set)
+        info = up(folder, args.workers, args.redis_db, args.concurrency, args.problems,
+                  overrides)
         write_env(folder)
         print(json.dumps(info, indent=2))
     elif args.command == "status":
         print(json.dumps(status(folder), indent=2))
     elif args.command == "env":
         print(write_env(folder).read_text(), end="")
+    elif args.command in ("start", "stop", "kill"):
+        for name in args.names:
+            print(f"{args.command} {name}: pid {process(folder, args.command, name)}")
     elif args.command == "demo":
         return demo(folder, args.names or ["us_macro"])
     else:

@@ -5,6 +5,7 @@ Paths are plain local paths in the embedded default; callers pass references (pa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -107,20 +108,43 @@ def _pyfunc_artifacts(path: Path) -> dict[str, Any]:
         "artifacts"]
 
 
-def read_pyfunc_dir(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+# The model version tag holding the model pickle's SHA-256, recorded at registration and
+# checked before a downloaded or cached copy is unpickled (docs/security.md).
+SHA256_TAG = "model_sha256"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file, hex (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_pyfunc_dir(path: str | os.PathLike[str], sha256: str | None = None
+                    ) -> tuple[Any, dict[str, Any]]:
     """The fitted forecaster and metadata inside a logged ForecastFlow pyfunc model folder
-    (its ``MLmodel`` names the artifacts), without importing MLflow.
+    (its ``MLmodel`` names the artifacts), without importing MLflow. With ``sha256`` (the
+    checksum recorded at registration) the model file is checked before it is unpickled.
 
     Raises:
-        ModelFolderError: whatever makes the folder unreadable.
+        ModelFolderError: whatever makes the folder unreadable, or a checksum mismatch.
     """
     import yaml
 
     path = Path(path)
     try:
         artifacts = _pyfunc_artifacts(path)
-        model = read_model(path / artifacts["model"]["path"])
+        model_file = path / artifacts["model"]["path"]
+        if sha256 is not None and (found := sha256_of(model_file)) != sha256:
+            raise ModelFolderError(f"model folder {path}: checksum mismatch, the model file "
+                                   f"has SHA-256 {found[:16]}..., the registry recorded "
+                                   f"{sha256[:16]}... (corrupted or replaced): not unpickled")
+        model = read_model(model_file)
         meta = json.loads((path / artifacts["meta"]["path"]).read_text())
+    except ModelFolderError:
+        raise
     except (OSError, KeyError, TypeError, ValueError, EOFError, AttributeError, ImportError,
             pickle.UnpicklingError, yaml.YAMLError) as err:
         raise ModelFolderError(f"model folder {path} is unreadable: {type(err).__name__}: "

@@ -3,7 +3,9 @@ against a real MLflow SQLite store in a temporary folder."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -204,3 +206,64 @@ def test_unreadable_cached_copy_is_kept_aside_and_downloaded_again(fitted, tmp_p
     assert model.predict(3).mean.shape[0] == 3
     aside = list((cache / name).glob(f".unreadable-{version}.*/model/artifacts/model.pkl"))
     assert len(aside) == 1 and aside[0].read_bytes() == b"not a pickle"  # kept, not lost
+
+
+# Checksums: the trust boundary of model loading (docs/security.md) ------------------------
+
+def stored_pickle(name: str, version: str) -> Path:
+    """The model file of ``version`` in the (local) artifact store itself."""
+    from urllib.parse import urlparse
+
+    uri = tracking.client().get_model_version_download_uri(name, version)
+    return Path(urlparse(uri).path) / "artifacts" / "model.pkl"
+
+
+def test_registration_records_the_model_checksum(fitted):
+    path = fitted[1]
+    name, version = champion_of(fitted)
+    tags = tracking.client().get_model_version(name, version).tags
+    assert tags[registry.SHA256_TAG] == storage.sha256_of(path) == storage.sha256_of(
+        stored_pickle(name, version))
+    registry.check_loads(name, version)  # what promotion checks first
+
+
+@pytest.mark.parametrize("damage", ["truncated", "replaced"])
+def test_a_corrupted_artifact_is_refused_before_unpickling(fitted, tmp_path, damage):
+    name, version = champion_of(fitted)
+    stored = stored_pickle(name, version)
+    good = stored.read_bytes()
+    # Truncated, or a valid pickle of something else (what a checksum alone can catch).
+    stored.write_bytes(good[: len(good) // 2] if damage == "truncated" else
+                       pickle.dumps({"not": "the registered model"}))
+    with pytest.raises(registry.ModelCorruptError, match="checksum mismatch"):
+        registry.check_loads(name, version)
+    with pytest.raises(registry.ModelCorruptError, match="checksum mismatch"):
+        registry.load_version(name, version, cache=tmp_path / "serving")
+    stored.write_bytes(good)  # repaired in the store: the next download loads
+    model, _ = registry.load_version(name, version, cache=tmp_path / "serving")
+    assert model.predict(2).mean.shape[0] == 2
+
+
+def test_a_tampered_cached_copy_is_downloaded_again(fitted, tmp_path):
+    name, version = champion_of(fitted)
+    cache = tmp_path / "serving"
+    registry.load_version(name, version, cache=cache)
+    cached = cache / name / version / "artifacts" / "model.pkl"
+    cached.write_bytes(pickle.dumps({"not": "the registered model"}))
+    model, _ = registry.load_version(name, version, cache=cache)
+    assert hasattr(model, "predict")
+    assert storage.sha256_of(cached) == tracking.client().get_model_version(
+        name, version).tags[registry.SHA256_TAG]
+
+
+def test_a_retried_registration_sets_the_alias_an_earlier_try_left_unset(fitted):
+    problem, path, meta, _ = fitted
+    run = parent(problem.name, "alias-retry")
+    version = registry.register(problem.name, run, path, meta, {})
+    tracking.client().delete_registered_model_alias(problem.name, registry.CHALLENGER)
+    assert registry.register(problem.name, run, path, meta, {}) == version
+    assert str(registry.alias_version(problem.name, registry.CHALLENGER).version) == version
+    registry.reject(problem.name, version, ["decided"])  # after a decision it stays unset
+    tracking.client().delete_registered_model_alias(problem.name, registry.CHALLENGER)
+    registry.register(problem.name, run, path, meta, {})
+    assert registry.alias_version(problem.name, registry.CHALLENGER) is None

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 EXAMPLE_FORECAST = "model_example/forecast.csv"
 CARD = "serving_card.json"
+SHA256_TAG = storage.SHA256_TAG  # the model pickle's checksum (docs/security.md)
 
 
 def _pyfunc_base() -> type:
@@ -73,8 +74,10 @@ def register(name: str, run_id: str, model_path: Path, meta: dict[str, Any],
     existing = registered_version(name, run_id)
     if existing:
         log.info("model %s: run %s already registered as version %s", name, run_id, existing)
+        ensure_challenger(name, existing)
         return existing
     tracking.client()
+    tags = {**tags, SHA256_TAG: storage.sha256_of(model_path)}
     folder = model_path.parent
     meta_path = storage.write_json(meta, folder / "model_meta.json")
     model = storage.read_model(model_path)
@@ -106,6 +109,19 @@ def register(name: str, run_id: str, model_path: Path, meta: dict[str, Any],
     return str(version.version)
 
 
+def ensure_challenger(name: str, version: str) -> None:
+    """Alias ``challenger`` on ``version`` unless a promotion already decided on it (a
+    registration retried after the version was created but before the alias was set)."""
+    mlflow_client = tracking.client()
+    found = tracking.retry(lambda: mlflow_client.get_model_version(name, version),
+                           "get version")
+    if "promotion" not in found.tags and CHALLENGER not in (found.aliases or []):
+        tracking.retry(lambda: mlflow_client.set_registered_model_alias(
+            name, CHALLENGER, version), "set alias")
+        log.info("model %s: alias %s set on version %s (left unset by an earlier try)",
+                 name, CHALLENGER, version)
+
+
 def _requirements() -> list[str]:
     from importlib.metadata import version
 
@@ -122,22 +138,46 @@ class ModelLoadError(RuntimeError):
     """A registered version whose artifacts cannot be turned back into a forecaster."""
 
 
-def load_version(name: str, version: str, cache: Path | None = None) -> tuple[Any, dict[str, Any]]:
+class ModelCorruptError(ModelLoadError):
+    """A version whose artifacts were downloaded but do not match their checksum or do not
+    unpickle: retrying will not help."""
+
+
+def recorded_sha256(name: str, version: str) -> str | None:
+    """The model checksum recorded when ``version`` was registered (None: registered before
+    checksums were recorded)."""
+    mlflow_client = tracking.client()
+    found = tracking.retry(lambda: mlflow_client.get_model_version(name, version),
+                           "get version")
+    return found.tags.get(SHA256_TAG)
+
+
+def load_version(name: str, version: str, cache: Path | None = None,
+                 sha256: str | None = None) -> tuple[Any, dict[str, Any]]:
     """The library forecaster and its metadata of ``name`` version ``version``, read from the
     version's pyfunc artifacts (downloaded once into ``cache`` when given). Faster than
     ``mlflow.pyfunc.load_model`` and the same model object.
 
-    A cached copy that cannot be read is moved aside (``.unreadable-*``, kept for inspection)
-    and downloaded again.
+    The model file's checksum is compared with ``sha256`` (default: the one recorded on the
+    version) before it is unpickled. A cached copy that cannot be read or does not match is
+    moved aside (``.unreadable-*``, kept for inspection) and downloaded again.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     uri = f"models:/{name}/{version}"
+    if sha256 is None:
+        try:
+            sha256 = recorded_sha256(name, version)
+        except MlflowException as err:
+            raise ModelLoadError(f"cannot read {uri}: {err}") from err
+        if sha256 is None:
+            log.warning("%s has no recorded %s (registered before checksums): loaded "
+                        "unchecked", uri, SHA256_TAG)
     target = None if cache is None else cache / name / str(version)
     if target is not None and target.exists():
         try:
-            return storage.read_pyfunc_dir(target)
+            return storage.read_pyfunc_dir(target, sha256)
         except storage.ModelFolderError as err:
             aside = Path(tempfile.mkdtemp(prefix=f".unreadable-{version}.", dir=target.parent))
             os.replace(target, aside / "model")
@@ -159,9 +199,21 @@ def load_version(name: str, version: str, cache: Path | None = None) -> tuple[An
     except (MlflowException, OSError) as err:
         raise ModelLoadError(f"cannot download {uri}: {type(err).__name__}: {err}") from err
     try:
-        return storage.read_pyfunc_dir(local)
+        return storage.read_pyfunc_dir(local, sha256)
     except storage.ModelFolderError as err:
-        raise ModelLoadError(f"cannot load {uri}: {err}") from err
+        raise ModelCorruptError(f"cannot load {uri}: {err}") from err
+
+
+def check_loads(name: str, version: str) -> None:
+    """Download ``version`` afresh and unpickle it after checking its checksum (what serving
+    and the forecast DAG will do): a version that does not load must not be promoted.
+
+    Raises:
+        ModelLoadError: it cannot be downloaded (ModelCorruptError: it does not load).
+    """
+    with tempfile.TemporaryDirectory(prefix="forecastflow-check-") as folder:
+        load_version(name, version, cache=Path(folder))
+    log.info("model %s: version %s downloads, matches its checksum and loads", name, version)
 
 
 # Promotion --------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ def forecast(ctx: dict[str, Any]) -> dict[str, Any]:
     problem = find_problem(ctx["problem"])
     name = problem.name
     current = champion(name)
-    model, meta = registry.load_version(name, current["version"])
+    model, meta = registry.load_version(name, current["version"],
+                                        sha256=current["tags"].get(registry.SHA256_TAG))
     trained_to = origin_of(model)
     horizon = int((ctx.get("params") or {}).get("horizon") or meta["horizon"])
     data = latest_data(problem, ctx)

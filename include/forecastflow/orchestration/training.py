@@ -25,6 +25,7 @@ from forecastflow.orchestration.context import (  # noqa: F401 - the DAG files u
     effective_problem,
     from_airflow,
     inclusive_cutoff,
+    no_retry_on,
     parent_run,
     push_link,
     run_context,
@@ -404,6 +405,8 @@ def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
     current = registry.alias_version(name, registry.CHAMPION)
     if registered.get("unchanged") or (current is not None
                                        and str(current.version) == str(version)):
+        if not registered.get("unchanged") and "promotion" not in current.tags:
+            return _finish_promotion(ctx, registered)  # an earlier try moved the alias
         reason = (f"unchanged: {registered['unchanged']}" if registered.get("unchanged")
                   else f"version {version} is already champion (re-run)")
         decision = {"promoted": False, "changed": False, "champion": str(version),
@@ -415,6 +418,38 @@ def promote(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
     return _gate(ctx, registered, current)
 
 
+def _finish_promotion(ctx: Context, registered: dict[str, Any]) -> dict[str, Any]:
+    """A retry after an earlier try made the version champion but died before recording the
+    decision: record it now and announce the change (the champion Asset has not fired)."""
+    from forecastflow.lifecycle import registry
+
+    name, version = registered["model"], registered["version"]
+    reasons = [f"version {version} was made champion by an earlier try of this task"]
+    previous = registry.alias_version(name, registry.PREVIOUS)
+    registry.promote(name, version, reasons)
+    tracking.log_run(registered["run"]["parent_run_id"], tags={
+        "promotion": "promoted", "promotion_reasons": reasons[0]}, status="FINISHED")
+    log.info("promotion of %s v%s: finished (%s)", name, version, reasons[0])
+    return {"promoted": True, "changed": True, "champion": str(version),
+            "previous": None if previous is None else str(previous.version),
+            "challenger": version, "reasons": reasons}
+
+
+def _refuse_unloadable(name: str, version: str, parent_run_id: str) -> None:
+    """Promotion's first check: the version downloads, matches its checksum and unpickles.
+    One that does not is tagged and the task fails (the champion stays)."""
+    from forecastflow.lifecycle import registry
+
+    try:
+        registry.check_loads(name, version)
+    except registry.ModelCorruptError as err:
+        reason = f"version {version} does not load: {err}"
+        registry.reject(name, version, [reason])
+        tracking.log_run(parent_run_id, tags={"promotion": "refused",
+                                              "promotion_reasons": reason}, status="FAILED")
+        raise
+
+
 def _gate(ctx: Context, registered: dict[str, Any], current: Any) -> dict[str, Any]:
     from forecastflow.evaluation.metrics import score
     from forecastflow.evaluation.search import Trial, run_trial
@@ -423,6 +458,8 @@ def _gate(ctx: Context, registered: dict[str, Any], current: Any) -> dict[str, A
     problem = effective_problem(ctx)
     name, version = registered["model"], registered["version"]
     validated, evaluated = registered["run"], registered["evaluated"]
+    with no_retry_on(registry.ModelCorruptError):
+        _refuse_unloadable(name, version, validated["parent_run_id"])
     metric = problem.metric
     challenger = score(evaluated["metrics"], metric, problem.coverage)
     baseline = score(evaluated["baseline"], metric, problem.coverage)
