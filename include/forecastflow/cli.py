@@ -261,7 +261,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from forecastflow.serving.app import serve
 
     serve(host=args.host, port=args.port, poll_seconds=args.poll_seconds,
-          problems=args.problems or None, cache_size=args.cache_size)
+          problems=args.problems or None, cache_size=args.cache_size,
+          model_workers=args.model_workers)
     return 0
 
 
@@ -324,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="how often to check the registry for a moved champion alias")
     srv.add_argument("--cache-size", type=int, default=1024,
                      help="identical requests answered from memory (0: off)")
+    srv.add_argument("--model-workers", type=int, default=None,
+                     help="processes computing forecasts that need the model, i.e. requests "
+                     "with exog (default: one per core; 0: in the server process)")
     srv.set_defaults(func=cmd_serve)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -218,15 +218,25 @@ def check_loads(name: str, version: str) -> None:
 
 # Promotion --------------------------------------------------------------------------------
 
+# What the registry answers when the model or the alias does not exist.
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def alias_version(name: str, alias: str) -> Any | None:
-    """The model version behind ``alias``, or None (also when the model does not exist)."""
+    """The model version behind ``alias``, or None (also when the model does not exist).
+
+    Raises:
+        MlflowException: the registry cannot answer (down, unreachable): not "no champion".
+    """
     from mlflow.exceptions import MlflowException
 
     mlflow_client = tracking.client()
     try:
         return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in NOT_FOUND:
+            return None
+        raise
 
 
 # Two backtest scores closer than this (relative) are the same model re-scored: float rounding

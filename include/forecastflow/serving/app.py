@@ -15,6 +15,8 @@ without one): metadata, origin and, for problems without exogenous inputs, the f
 for the maximum horizon. A forecast for ``h`` steps is the first ``h`` steps of that table
 (tested for every family), so exog-free requests are answered while the model is unpickled in
 the background; the poller verifies the version through the MLflow client seconds later.
+Exog-free requests are always answered from that table; requests with exog are forecast in
+model worker processes (:mod:`forecastflow.serving.workers`).
 
 Endpoints: ``GET /health``, ``GET /problems``, ``GET /problems/{name}/series``,
 ``POST /problems/{name}/forecast``; OpenAPI at ``/openapi.json`` (request examples built from
@@ -27,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -40,20 +44,25 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from forecastflow import storage
-from forecastflow.serving import auth
+from forecastflow.serving import auth, limits
 from forecastflow.serving.hub import Hub
 from forecastflow.serving.schemas import (
     MAX_BODY_BYTES,
+    ErrorMessage,
     ForecastRequest,
     ForecastResponse,
     RequestError,
     forecast_example,
+    shown,
 )
+from forecastflow.serving.workers import ModelWorkers, default_count
 
 log = logging.getLogger("forecastflow.serve")
 
-DRAIN_BYTES = 16 * MAX_BODY_BYTES  # larger bodies are refused without reading them
 STARTUP_GRACE = 3.0  # seconds
+# Request threads: parsing, cache, table cuts; a thread waiting on a model worker releases
+# the GIL, so more threads than workers keep exog-free requests from queueing behind them.
+COMPUTE_THREADS = 32
 
 
 def _examples(hub: Hub) -> dict[str, dict[str, Any]]:
@@ -69,6 +78,25 @@ def _examples(hub: Hub) -> dict[str, dict[str, Any]]:
         out[name] = {"summary": f"{name} (v{slot.version}, {slot.family}, {what}{exog})",
                      "value": forecast_example(meta)}
     return out
+
+
+PROBLEM_PATH = re.compile(r"/problems/(.*)/(?:forecast|series)", re.DOTALL)
+ERRORS = {
+    400: "Body not received whole (the client closed the connection), or a Content-Length "
+         "that is not a byte count",
+    404: "Unknown problem (named in the message), or no champion loaded for it",
+    408: "Request not received within the server's time limit",
+    413: f"Body over {MAX_BODY_BYTES} bytes (declared or sent); not read past it",
+    415: "Body not declared as JSON (send Content-Type: application/json)",
+    422: "Invalid request (malformed JSON, too deeply nested, or against the model's "
+         "contract); the message names the field and value",
+    503: "The champion's model is not loaded yet; retry shortly",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for the error ``codes`` a route answers, each an ``ErrorMessage``."""
+    return {code: {"model": ErrorMessage, "description": ERRORS[code]} for code in codes}
 
 
 def _docs_assets() -> Path:
@@ -123,6 +151,7 @@ def _add_openapi(app: FastAPI, hub: Hub, secured: bool = False) -> None:
                         "application/json")
                     if body is not None and path.endswith("/forecast") and examples:
                         body["examples"] = examples
+            _drop_validation_errors(schema)
             if secured:
                 auth.document(schema)
             built.clear()
@@ -133,19 +162,66 @@ def _add_openapi(app: FastAPI, hub: Hub, secured: bool = False) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(hub: Hub, api_token: str | None = None) -> FastAPI:
+def _forecast(hub: Hub, problem: str, body: bytes) -> dict[str, Any]:
+    """``hub.forecast``; 422 when the model cannot forecast from the request's inputs."""
+    from forecastflow.models.base import FitError  # loaded with the models anyway
+
+    try:
+        return hub.forecast(problem, body)
+    except FitError as err:  # e.g. exog values so large that the forecast is not finite
+        raise RequestError(422, f"problem {problem!r}: the champion cannot forecast from "
+                           f"these inputs ({err}); check the exog values") from None
+
+
+def _finite_json(problem: str, result: dict[str, Any]) -> str:
+    """``result`` as JSON; 422 when a forecast or bound is not finite (JSON has no NaN)."""
+    try:
+        return json.dumps(result, allow_nan=False)
+    except ValueError:
+        raise RequestError(422, f"problem {problem!r}: the forecast from these inputs is not "
+                           "finite (NaN or infinite bounds); check the exog values") from None
+
+
+def _drop_validation_errors(schema: dict[str, Any]) -> None:
+    """Remove the 422 FastAPI documents for its own parameter validation: no route here
+    answers it (bodies are checked by the app, whose 422 is an ``ErrorMessage``)."""
+    for item in schema["paths"].values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                del responses["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+
+
+def _load_models(hub: Hub) -> None:
+    """Read the models of slots answering from their card, then have the model workers read
+    the versions only a model can answer (problems without a forecast table)."""
+    hub.load_models()
+    if hub.workers is not None:
+        for slot in list(hub.slots.values()):
+            if slot.table is None:
+                hub.workers.preload(slot)
+
+
+def create_app(hub: Hub, api_token: str | None = None, model_workers: int = 0) -> FastAPI:
     """The FastAPI application around ``hub``; with ``api_token`` (default: the environment's
-    ``FORECASTFLOW_API_TOKEN``) every path but ``/health`` needs it."""
+    ``FORECASTFLOW_API_TOKEN``) every path but ``/health`` needs it; with ``model_workers``
+    requests that need the model are computed in that many worker processes."""
     token = api_token if api_token is not None else auth.configured_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if model_workers:
+            hub.workers = ModelWorkers(hub.folder, model_workers)
         # Models of versions answering from their card are read once the server is up
         # (reading them imports pandas and the model's library: about a second).
-        threading.Thread(target=hub.load_models, name="forecastflow-model-load",
+        threading.Thread(target=_load_models, args=(hub,), name="forecastflow-model-load",
                          daemon=True).start()
         yield
         hub.stop()
+        if hub.workers is not None:
+            hub.workers.close()
 
     app = FastAPI(title="ForecastFlow", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None,
@@ -160,10 +236,13 @@ def create_app(hub: Hub, api_token: str | None = None) -> FastAPI:
     _add_openapi(app, hub, secured=bool(token))
     name_doc = f"A problem's name (its YAML's `name`): one of {', '.join(hub.problems)}."
 
-    compute = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecastflow-compute")
+    compute = ThreadPoolExecutor(max_workers=COMPUTE_THREADS,
+                                 thread_name_prefix="forecastflow-compute")
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status)
+        # A 413 may leave a body unread: the connection is not reused.
+        headers = {"Connection": "close"} if status == 413 else None
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
     @app.get("/health", summary="Liveness, loaded versions and load errors")
     def health() -> dict[str, Any]:
@@ -173,9 +252,27 @@ def create_app(hub: Hub, api_token: str | None = None) -> FastAPI:
     def problems() -> list[dict[str, Any]]:
         return hub.problems_info()
 
-    @app.get("/problems/{name}/series", summary="Series ids and targets of a problem")
+    def known(name: str) -> None:
+        """404 naming ``name`` (quoted, cut) unless it is a served problem (a name is only
+        ever looked up among them, never used as a path)."""
+        if name not in hub.problems:
+            raise RequestError(404, f"unknown problem {shown(name)}; known: {hub.problems}")
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        """Paths no route takes: names with ``/`` or a line break (``..%2F``, ``%0A``) are
+        named like other unknown problems; other paths by themselves."""
+        path = request.scope.get("path", "")
+        match = PROBLEM_PATH.fullmatch(path)
+        if match is None:
+            return error(404, f"no such path {shown(path)}; the API is described at /docs")
+        return error(404, f"unknown problem {shown(match[1])}; known: {hub.problems}")
+
+    @app.get("/problems/{name}/series", summary="Series ids and targets of a problem",
+             responses=_errors(404))
     def series(name: str = PathParam(description=name_doc)) -> Response:
         try:
+            known(name)
             return JSONResponse(hub.series(name))
         except RequestError as err:
             return error(err.status, str(err))
@@ -184,28 +281,20 @@ def create_app(hub: Hub, api_token: str | None = None) -> FastAPI:
               response_model=ForecastResponse,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": ForecastRequest.model_json_schema()}}}},
-              responses={404: {"description": "Unknown problem or no champion"},
-                         413: {"description": "Body too large"},
-                         422: {"description": "Invalid request; the message names the field"}})
+              responses=_errors(400, 404, 408, 413, 415, 422, 503))
     async def forecast(request: Request, name: str = PathParam(description=name_doc),
                        ) -> Response:
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            if int(length) <= DRAIN_BYTES:
-                # Read (and drop) a moderately oversized body before answering: closing a
-                # socket with unread data resets it and the client never sees the 413.
-                async for _ in request.stream():
-                    pass
-            return error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
-        body = await request.body()
         try:
-            # One compute thread: forecasts are CPU-bound and hold the GIL, so more threads
-            # only add contention; the event loop stays free for /health and queued I/O.
+            known(name)
+            limits.check_json(request)
+            body = await limits.read_body(request)
+            # Off the event loop (a 50,000-series table cut takes a while); model forecasts
+            # go on to the model workers, or run one at a time (see Hub._model_forecast).
             result = await asyncio.get_running_loop().run_in_executor(
-                compute, hub.forecast, name, body)
+                compute, _forecast, hub, name, body)
+            return Response(_finite_json(name, result), media_type="application/json")
         except RequestError as err:
             return error(err.status, str(err))
-        return Response(json.dumps(result), media_type="application/json")
 
     return app
 
@@ -232,11 +321,21 @@ def discover_problems() -> list[str]:
     return names
 
 
+# The MLflow client settings of the server's registry poller (the environment may override).
+REGISTRY_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
-          problems: list[str] | None = None, cache_size: int = 1024) -> None:
-    """Load the champions and serve until interrupted."""
+          problems: list[str] | None = None, cache_size: int = 1024,
+          model_workers: int | None = None) -> None:
+    """Load the champions and serve until interrupted; forecasts that need the model run in
+    ``model_workers`` processes (default: one per core; 0: in the server process)."""
     import uvicorn
 
+    # A registry outage must show within a poll, not after the MLflow client's default 7
+    # retries with exponential backoff (minutes): serving goes on from what it has loaded.
+    for key, value in REGISTRY_CLIENT.items():
+        os.environ.setdefault(key, value)
     hub = Hub(problems or discover_problems(), storage.state_dir() / "serving", poll_seconds,
               cache_size)
     hub.load_cached()  # restart: last champions kept on disk
@@ -256,5 +355,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, poll_seconds: float = 10.0,
                 for line in startup_lines(hub, host, bound):
                     print(line, file=sys.stderr, flush=True)  # shown whatever the log level
 
-    Server(uvicorn.Config(create_app(hub), host=host, port=port, log_level="warning",
-                          access_log=False)).run()
+    workers = default_count() if model_workers is None else model_workers
+    if workers < 0:
+        raise ValueError(f"model workers: expected 0 or more, got {workers}")
+    Server(uvicorn.Config(create_app(hub, model_workers=workers), host=host, port=port,
+                          log_level="warning", access_log=False,
+                          **limits.server_options())).run()  # a deadline per request

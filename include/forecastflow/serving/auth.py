@@ -64,3 +64,13 @@ def document(schema: dict[str, Any]) -> None:
         "bearer": {"type": "http", "scheme": "bearer"},
         "basic": {"type": "http", "scheme": "basic"}}
     schema["security"] = [{"bearer": []}, {"basic": []}]
+    for path, item in schema["paths"].items():
+        for operation in item.values():
+            if path in OPEN_PATHS:
+                operation["security"] = []  # no credentials needed
+            else:
+                operation.setdefault("responses", {})["401"] = {
+                    "description": "Credentials missing or wrong",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["detail"],
+                        "properties": {"detail": {"type": "string"}}}}}}

@@ -27,10 +27,11 @@ class ServingFolder:
         return self.root / problem / "champion.json"
 
     def write_pointer(self, problem: str, version: str, family: str,
-                      metrics: dict[str, float]) -> None:
-        """Remember ``version`` as the champion to serve on the next start."""
-        storage.write_json({"version": version, "family": family, "metrics": metrics},
-                           self.pointer(problem))
+                      metrics: dict[str, float], sha256: str | None = None) -> None:
+        """Remember ``version`` as the champion to serve on the next start (with the model
+        checksum recorded in the registry, checked before the copy is unpickled)."""
+        storage.write_json({"version": version, "family": family, "metrics": metrics,
+                            "sha256": sha256}, self.pointer(problem))
 
     def card_path(self, problem: str, version: str) -> Path:
         return self.root / problem / f"v{version}.json"

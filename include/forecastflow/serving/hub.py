@@ -47,6 +47,8 @@ class Slot:
                                                               compare=False)
 
     known: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # The model file's SHA-256 recorded in the registry (None: registered before checksums).
+    sha256: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The panel's series ids as a set, built once (a request checks its ids against it).
@@ -76,6 +78,10 @@ class Hub:
     _results: OrderedDict = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _load_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _compute_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Model workers (:class:`forecastflow.serving.workers.ModelWorkers`) answering requests
+    # that need the model; None: the request's thread forecasts, one at a time.
+    workers: Any = None
     disk: ServingFolder = field(init=False)
 
     def __post_init__(self) -> None:
@@ -84,7 +90,8 @@ class Hub:
         self.disk = ServingFolder(self.folder)
 
     def _write_pointer(self, slot: Slot) -> None:
-        self.disk.write_pointer(slot.problem, slot.version, slot.family, slot.metrics)
+        self.disk.write_pointer(slot.problem, slot.version, slot.family, slot.metrics,
+                                slot.sha256)
 
     def _write_card(self, slot: Slot) -> None:
         self.disk.write_card(slot.problem, slot.version, slot.model, slot.meta)
@@ -104,7 +111,7 @@ class Hub:
                 self.errors[problem] = f"serving pointer {path} unreadable: {err}"
                 continue
             self._install_from_disk(problem, version, family, info.get("metrics", {}),
-                                    "cache")
+                                    "cache", info.get("sha256"))
 
     def load_fast(self) -> None:
         """Champions of problems not loaded yet, looked up without the MLflow client
@@ -129,11 +136,13 @@ class Hub:
                          err)
                 continue
             family, metrics = ref.tags.get("family", "?"), _tag_metrics(ref.tags)
-            if self._install_from_disk(problem, ref.version, family, metrics, "lookup"):
+            if self._install_from_disk(problem, ref.version, family, metrics, "lookup",
+                                       ref.tags.get(storage.SHA256_TAG)):
                 self._write_pointer(self.slots[problem])
 
     def _install_from_disk(self, problem: str, version: str, family: str,
-                           metrics: dict[str, float], source: str) -> bool:
+                           metrics: dict[str, float], source: str,
+                           sha256: str | None = None) -> bool:
         """Serve ``version`` from the serving cache: from its card when there is one (the
         model is read later by :meth:`load_models`), else from the model itself."""
         card = self.disk.read_card(problem, version)
@@ -141,15 +150,18 @@ class Hub:
             if family == "?":
                 family = str(card["meta"].get("family", "?"))
             self._install(Slot(problem, version, family, None, card["meta"], metrics,
-                               str(card["origin"]), time.time(), source, card["table"]))
+                               str(card["origin"]), time.time(), source, card["table"],
+                               sha256=sha256))
             return True
         try:
-            model, meta = storage.read_pyfunc_dir(self.disk.version_dir(problem, version))
+            model, meta = storage.read_pyfunc_dir(self.disk.version_dir(problem, version),
+                                                  sha256)
         except storage.ModelFolderError as err:
             self.errors[problem] = f"cached v{version}: {err}"
             log.error("%s: %s", problem, self.errors[problem])
             return False
-        self._install(self._slot(problem, version, family, model, meta, metrics, source))
+        self._install(self._slot(problem, version, family, model, meta, metrics, source,
+                                 sha256=sha256))
         return True
 
     def load_models(self) -> None:
@@ -170,7 +182,8 @@ class Hub:
             if slot is None or slot.model is not None:
                 return slot
             try:
-                model, _ = storage.read_pyfunc_dir(self.disk.version_dir(problem, slot.version))
+                model, _ = storage.read_pyfunc_dir(self.disk.version_dir(problem, slot.version),
+                                                   slot.sha256)
             except storage.ModelFolderError as err:
                 self.errors[problem] = (f"cached v{slot.version}: {err}; exog-free requests "
                                         "are answered from its stored forecast table")
@@ -197,6 +210,7 @@ class Hub:
                 continue
             if current is None:
                 self.waiting.add(problem)  # not an error: nothing promoted yet
+                self.errors.pop(problem, None)  # (the registry answers again)
                 continue
             self.waiting.discard(problem)
             version = str(current.version)
@@ -210,7 +224,9 @@ class Hub:
                 continue
             with self._load_locks[problem]:  # an unreadable cached copy is fetched again
                 try:
-                    model, meta = registry.load_version(problem, version, cache=self.folder)
+                    model, meta = registry.load_version(
+                        problem, version, cache=self.folder,
+                        sha256=current.tags.get(storage.SHA256_TAG))
                 except registry.ModelLoadError as err:
                     kept = f"; still serving v{slot.version}" if slot else ""
                     self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
@@ -222,7 +238,8 @@ class Hub:
                 if card is None:  # registered without one: written here once
                     card = self.disk.write_card(problem, version, model, meta)
                 new = self._slot(problem, version, family, model, meta, metrics, "registry",
-                                 None if card is None else card["table"])
+                                 None if card is None else card["table"],
+                                 current.tags.get(storage.SHA256_TAG))
                 self._install(new)
             self._write_pointer(new)
             self.errors.pop(problem, None)
@@ -235,11 +252,11 @@ class Hub:
     @staticmethod
     def _slot(problem: str, version: str, family: str, model: Any, meta: dict[str, Any],
               metrics: dict[str, float], source: str,
-              table: list[dict[str, Any]] | None = None) -> Slot:
+              table: list[dict[str, Any]] | None = None, sha256: str | None = None) -> Slot:
         from forecastflow.lifecycle.contract import origin_of
 
         return Slot(problem, str(version), family, model, meta, metrics,
-                    str(origin_of(model).date()), time.time(), source, table)
+                    str(origin_of(model).date()), time.time(), source, table, sha256=sha256)
 
     def _install(self, slot: Slot) -> None:
         self.slots = {**self.slots, slot.problem: slot}  # one atomic swap of the snapshot
@@ -298,20 +315,35 @@ class Hub:
         check_request(slot, request)
         if slot.table is not None and not request.exog:
             result = table_forecast(slot, request)  # exog-free: precomputed, whatever the model
-        elif slot.model is not None:
-            result = run_forecast(slot, request)
         else:
-            slot = self._attach_model(problem)
-            if slot is None or slot.model is None:
-                raise RequestError(503, f"problem {problem!r}: champion model not loaded ("
-                                   f"{self.errors.get(problem, 'loading')}); retry shortly")
-            result = run_forecast(slot, request)
+            result = self._model_forecast(slot, request, body)
         if self.response_cache_size:
             with self._lock:
                 self._results[key] = result
                 while len(self._results) > self.response_cache_size:
                     self._results.popitem(last=False)
         return result
+
+    def _model_forecast(self, slot: Slot, request: ForecastRequest, body: bytes
+                        ) -> dict[str, Any]:
+        """A checked request answered by the model: in a model worker process when there are
+        workers, else here, one forecast at a time (models are not thread-safe)."""
+        if self.workers is not None:
+            from forecastflow.serving.workers import WorkerUnavailableError
+
+            try:
+                return self.workers.forecast(slot, body)
+            except WorkerUnavailableError as err:
+                log.error("%s: %s; forecasting in the server process", slot.problem, err)
+        problem = slot.problem
+        if slot.model is None:
+            attached = self._attach_model(problem)
+            if attached is None or attached.model is None:
+                raise RequestError(503, f"problem {problem!r}: champion model not loaded ("
+                                   f"{self.errors.get(problem, 'loading')}); retry shortly")
+            slot = attached
+        with self._compute_lock:
+            return run_forecast(slot, request)
 
     def problems_info(self) -> list[dict[str, Any]]:
         """Every problem with its champion's version, family, metrics and contract."""

@@ -11,6 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BODY_BYTES = 1_000_000
 MAX_EXOG_ROWS = 20_000
+MAX_ERRORS_SHOWN = 5  # validation errors named in a 422 (the count of the others follows)
+SHOWN_CHARS = 80  # of a client's value quoted in an error message
+
+
+def shown(value: Any, quote: bool = True) -> str:
+    """``value`` for an error message: quoted (``repr``: control characters escaped; always
+    when it has any), cut to ``SHOWN_CHARS`` with its full length named."""
+    text = str(value)
+    if quote or not text.isprintable():
+        text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    return f"{text[:SHOWN_CHARS]}... ({len(text)} characters)"
 
 
 class ForecastRequest(BaseModel):
@@ -49,6 +62,12 @@ class ForecastResponse(BaseModel):
     forecasts: list[ForecastPoint]
 
 
+class ErrorMessage(BaseModel):
+    """Body of every 4xx/5xx answer: what was refused and why, naming the field or value."""
+
+    detail: str
+
+
 class RequestError(ValueError):
     """A request the API refuses with ``status`` and a message naming the field."""
 
@@ -64,9 +83,12 @@ def parse_request(body: bytes) -> ForecastRequest:
     try:
         return ForecastRequest.model_validate_json(body or b"{}")
     except ValidationError as err:
+        errors = err.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors())
-        raise RequestError(422, problems) from None
+            f"{shown('.'.join(str(p) for p in e['loc']) or 'body', quote=False)}: {e['msg']}"
+            for e in errors[:MAX_ERRORS_SHOWN])
+        more = len(errors) - MAX_ERRORS_SHOWN
+        raise RequestError(422, problems + (f"; and {more} more" if more > 0 else "")) from None
 
 
 def check_request(slot: Any, request: ForecastRequest) -> None:
@@ -89,7 +111,7 @@ def check_request(slot: Any, request: ForecastRequest) -> None:
     for i, row in enumerate(request.exog or []):
         extra = sorted(set(row) - allowed)
         if extra:
-            raise RequestError(422, f"exog[{i}]: unexpected column(s) {extra}; "
+            raise RequestError(422, f"exog[{i}]: unexpected column(s) {shown(extra)}; "
                                f"expected {exog}")
         missing = [c for c in exog if c not in row]
         if missing:
@@ -97,15 +119,23 @@ def check_request(slot: Any, request: ForecastRequest) -> None:
         for col in exog:
             value = row[col]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    not math.isfinite(value)):
+                    not _finite(value)):
                 raise RequestError(422, f"exog[{i}].{col}: expected a finite number, got "
-                                   f"{value!r}")
+                                   f"{shown(value)}")
     if request.series_ids is not None:
         known = getattr(slot, "known", None) or set(meta["series"])
         unknown = sorted(set(request.series_ids) - known)
         if unknown or not request.series_ids:
-            raise RequestError(422, f"series_ids: unknown series {unknown[:5]}" if unknown
+            raise RequestError(422, f"series_ids: unknown series {shown(unknown[:5])}" if unknown
                                else "series_ids: empty list")
+
+
+def _finite(value: float) -> bool:
+    """A JSON number a float can hold (an integer of 400 digits cannot)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def forecast_example(meta: dict[str, Any], n_series: int = 2) -> dict[str, Any]:
