@@ -419,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     folder = Path(args.dir).resolve()
     if args.command == "up":
+        bad = [item for item in args.set if "=" not in item]
+        if bad:
+            parser.error(f"--set takes KEY=VALUE, got {bad}")
         overrides = dict(item.split("=", 1) for item in args.set)
         info = up(folder, args.workers, args.redis_db, args.concurrency, args.problems,
                   overrides)

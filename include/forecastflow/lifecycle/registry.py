@@ -231,12 +231,16 @@ def alias_version(name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     mlflow_client = tracking.client()
-    try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException as err:
-        if err.error_code in NOT_FOUND:
-            return None
-        raise
+
+    def lookup() -> Any | None:
+        try:
+            return mlflow_client.get_model_version_by_alias(name, alias)
+        except MlflowException as err:
+            if err.error_code in NOT_FOUND:
+                return None
+            raise
+
+    return tracking.retry(lookup, "get alias")
 
 
 # Two backtest scores closer than this (relative) are the same model re-scored: float rounding

@@ -378,6 +378,7 @@ def register(ctx: Context, fitted: dict[str, Any], evaluated: dict[str, Any]) ->
     if existing:  # a retried task: this DAG run's version is registered already
         log.info("model %s: run %s already registered as version %s", problem.name, parent,
                  existing)
+        registry.ensure_challenger(problem.name, existing)  # an earlier try may have died first
         tracking.log_run(parent, tags={"model_version": existing})
         return {**out, "version": existing}
     same = registry.unchanged_champion(problem.name, tags)

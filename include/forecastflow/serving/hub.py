@@ -217,7 +217,9 @@ class Hub:
             slot = self.slots.get(problem)
             if slot is not None and slot.version == version and slot.model is None:
                 slot = self._attach_model(problem)  # waits for (or does) the cached read
-            if slot is not None and slot.version == version and slot.model is not None:
+            recorded = current.tags.get(storage.SHA256_TAG)
+            if (slot is not None and slot.version == version and slot.model is not None
+                    and (slot.sha256 == recorded or not recorded)):
                 if slot.source != "registry":  # now verified by the MLflow client
                     self._install(Slot(**{**slot.__dict__, "source": "registry"}))
                 self.errors.pop(problem, None)
@@ -329,10 +331,14 @@ class Hub:
         """A checked request answered by the model: in a model worker process when there are
         workers, else here, one forecast at a time (models are not thread-safe)."""
         if self.workers is not None:
-            from forecastflow.serving.workers import WorkerUnavailableError
+            from forecastflow.serving.workers import WorkerFailedError, WorkerUnavailableError
 
             try:
                 return self.workers.forecast(slot, body)
+            except WorkerFailedError as err:  # maybe caused by the request: not run here
+                log.error("%s: %s", slot.problem, err)
+                raise RequestError(503, f"problem {slot.problem!r}: the model worker failed "
+                                   "on this request; retry shortly") from None
             except WorkerUnavailableError as err:
                 log.error("%s: %s; forecasting in the server process", slot.problem, err)
         problem = slot.problem

@@ -46,6 +46,11 @@ class WorkerUnavailableError(RuntimeError):
     """A worker could not answer (its process died, or it cannot read the version)."""
 
 
+class WorkerFailedError(WorkerUnavailableError):
+    """A request's worker died twice or hung on it: the request may be the cause, so it is
+    not run in the server process (the caller answers 503)."""
+
+
 def default_count() -> int:
     """One worker per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -58,9 +63,11 @@ _slots: dict[tuple[str, str], Any] = {}  # (problem, version) -> Slot with its m
 
 
 def _init_worker(server: int) -> None:
-    # One BLAS/OpenMP thread per worker: the workers already use every core.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+    # One BLAS/OpenMP thread per worker: the workers already use every core. (The spawned
+    # process has imported numpy by now, so the environment would come too late.)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
     threading.Thread(target=_exit_with, args=(server,), name="forecastflow-worker-watch",
                      daemon=True).start()
 
@@ -154,20 +161,25 @@ class ModelWorkers:
 
         if self._closed:
             raise WorkerUnavailableError("model workers closed (the server is stopping)")
-        if self._seen.get(slot.problem) != slot.version:
-            self.preload(slot)  # a new version: every worker reads it ahead of its requests
-        with self._lock:
-            i = min(range(len(self._pools)), key=self._busy.__getitem__)
-            future = self._submit(i, _forecast, self.job(slot), body)
-            pool = self._pools[i]
-        try:
-            kind, value = future.result(timeout=WAIT_SECONDS)
-        except (BrokenProcessPool, CancelledError) as err:
-            self._replace(i, pool)
-            raise WorkerUnavailableError(f"model worker {i} stopped: {err!r}") from None
-        except TimeoutError:
-            raise WorkerUnavailableError(
-                f"model worker {i} gave no answer in {WAIT_SECONDS:.0f} s") from None
+        for attempt in (1, 2):  # a worker found dead is replaced and asked once more
+            if self._seen.get(slot.problem) != slot.version:
+                self.preload(slot)  # a new version: every worker reads it first
+            with self._lock:
+                i = min(range(len(self._pools)), key=self._busy.__getitem__)
+                future = self._submit(i, _forecast, self.job(slot), body)
+                pool = self._pools[i]
+            try:
+                kind, value = future.result(timeout=WAIT_SECONDS)
+                break
+            except (BrokenProcessPool, CancelledError) as err:
+                self._replace(i, pool)
+                if attempt == 2:
+                    raise WorkerFailedError(f"model worker {i} stopped twice on this "
+                                            f"request: {err!r}") from None
+            except TimeoutError:
+                self._replace(i, pool, kill=True)
+                raise WorkerFailedError(f"model worker {i} gave no answer in "
+                                        f"{WAIT_SECONDS:.0f} s; replaced") from None
         if kind == "refused":
             raise RequestError(*value)
         if kind == "unavailable":
@@ -191,19 +203,24 @@ class ModelWorkers:
         with self._lock:
             self._busy[i] -= 1
 
-    def _replace(self, i: int, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, i: int, broken: ProcessPoolExecutor, kill: bool = False) -> None:
         """A fresh process for worker ``i`` if it still runs the ``broken`` pool (another
-        request may have replaced it already); it reads versions anew."""
+        request may have replaced it already); it reads versions anew. ``kill``: the old
+        process is hung, end it."""
         with self._lock:
             if self._pools[i] is not broken or self._closed:
                 return
             self._pools[i] = self._pool()
             self._seen.clear()  # the next request of each problem preloads again
+        if kill:
+            for process in list((broken._processes or {}).values()):
+                process.kill()
         broken.shutdown(wait=False, cancel_futures=True)
         log.error("model worker %d stopped; replaced", i)
 
     def close(self) -> None:
-        self._closed = True
+        with self._lock:
+            self._closed = True
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
 
