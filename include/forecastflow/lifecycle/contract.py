@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 
@@ -24,13 +25,20 @@ class ForecastRequestError(ValueError):
 
 def predict_frame(model: Any, meta: dict[str, Any], request: pd.DataFrame) -> pd.DataFrame:
     """Validate a request frame and return the long-format forecast."""
+    return pd.DataFrame(predict_columns(model, meta, request))
+
+
+def predict_columns(model: Any, meta: dict[str, Any], request: pd.DataFrame,
+                    ) -> dict[str, np.ndarray]:
+    """:func:`predict_frame` as arrays, one per column (what the REST API turns into rows
+    without building the frame)."""
     from forecastflow.data.series import SERIES
 
     if not isinstance(request, pd.DataFrame):
         request = pd.DataFrame(request)
     if "horizon" not in request.columns or request.empty:
         raise ForecastRequestError("input needs a 'horizon' column with at least one row")
-    horizons = pd.to_numeric(request["horizon"], errors="coerce").dropna().unique()
+    horizons = _distinct_numbers(request["horizon"])
     if len(horizons) != 1 or horizons[0] != int(horizons[0]):
         raise ForecastRequestError(f"'horizon' must be one integer on every row, got "
                                    f"{request['horizon'].unique().tolist()[:5]}")
@@ -39,37 +47,86 @@ def predict_frame(model: Any, meta: dict[str, Any], request: pd.DataFrame) -> pd
     if not 1 <= horizon <= limit:
         raise ForecastRequestError(f"horizon {horizon} is outside 1..{limit} for problem "
                                    f"{meta['problem']!r}")
-    exog = list(meta.get("exog") or [])
     wanted = None
     if meta.get("panel") and SERIES in request.columns:
         wanted = [str(s) for s in request[SERIES].dropna().unique()]
         unknown = sorted(set(wanted) - set(meta["series"]))
         if unknown:
             raise ForecastRequestError(f"unknown series_id(s) {unknown[:5]}")
-    X = None
-    if exog:
-        missing = [c for c in exog if c not in request.columns]
-        if missing:
-            raise ForecastRequestError(f"exogenous column(s) {missing} are required, one row "
-                                       f"per future step; expected {exog}")
-        values = request[exog].apply(pd.to_numeric, errors="coerce")
-        if values.isna().to_numpy().any():
-            bad = values.columns[values.isna().any()].tolist()
-            raise ForecastRequestError(f"exogenous column(s) {bad} have missing or "
-                                       "non-numeric values")
-        if meta.get("panel"):
-            values = _panel_exog(model, meta, request, values, wanted, horizon)
-        else:
-            if len(values) < horizon:
-                raise ForecastRequestError(f"{len(values)} exog row(s) for horizon {horizon}; "
-                                           f"one row per future step is required")
-            values = values.iloc[:horizon]
-            values.index = model.forecast_index(horizon)
-        X = values
-    forecast = model.predict(horizon, X).to_long()
+    X = _request_exog(model, meta, request, wanted, horizon)
+    columns = model.predict(horizon, X).long_columns()
     if wanted is not None:
-        forecast = forecast[forecast[SERIES].isin(wanted)].reset_index(drop=True)
-    return forecast
+        keep = set(wanted)
+        mask = np.fromiter((sid in keep for sid in columns[SERIES]), bool,
+                           len(columns[SERIES]))
+        columns = {name: values[mask] for name, values in columns.items()}
+    return columns
+
+
+def _request_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
+                  wanted: list[str] | None, horizon: int) -> pd.DataFrame | None:
+    """The future exog rows of a request on the forecast index (None without exog)."""
+    exog = list(meta.get("exog") or [])
+    if not exog:
+        return None
+    missing = [c for c in exog if c not in request.columns]
+    if missing:
+        raise ForecastRequestError(f"exogenous column(s) {missing} are required, one row "
+                                   f"per future step; expected {exog}")
+    if not meta.get("panel"):
+        fast = _plain_exog(model, request, exog, horizon)
+        if fast is not None:
+            return fast
+    values = _numeric(request[exog])
+    if values.isna().to_numpy().any():
+        bad = values.columns[values.isna().any()].tolist()
+        raise ForecastRequestError(f"exogenous column(s) {bad} have missing or "
+                                   "non-numeric values")
+    if meta.get("panel"):
+        return _panel_exog(model, meta, request, values, wanted, horizon)
+    if len(values) < horizon:
+        raise ForecastRequestError(f"{len(values)} exog row(s) for horizon {horizon}; "
+                                   f"one row per future step is required")
+    values = values.iloc[:horizon]
+    values.index = model.forecast_index(horizon)
+    return values
+
+
+def _plain_exog(model: Any, request: pd.DataFrame, exog: list[str], horizon: int,
+                ) -> pd.DataFrame | None:
+    """The exog of a single-series request when its columns hold numbers of one dtype and
+    cover ``horizon`` rows without gaps: the frame the general path builds, from one array
+    (selecting columns by a list of names costs more than the forecast). None otherwise."""
+    from forecastflow.models.base import column_index
+
+    columns = [request[c] for c in exog]
+    if not all(isinstance(c, pd.Series) for c in columns) or len(request) < horizon:
+        return None  # repeated column names, or too few rows: the general path says why
+    dtypes = {c.dtype for c in columns}
+    dtype = next(iter(dtypes))
+    if len(dtypes) != 1 or not isinstance(dtype, np.dtype) or dtype.kind not in "iuf":
+        return None
+    values = np.column_stack([c.to_numpy()[:horizon] for c in columns])
+    if dtype.kind == "f" and np.isnan(values).any():
+        return None
+    return pd.DataFrame(values, index=model.forecast_index(horizon),
+                        columns=column_index(exog))
+
+
+def _distinct_numbers(column: pd.Series) -> Any:
+    """The distinct numbers of a column, non-numbers dropped (integer columns read as they
+    are: converting them changes nothing)."""
+    if column.dtype.kind in "iu":
+        return pd.unique(column.to_numpy())
+    return pd.to_numeric(column, errors="coerce").dropna().unique()
+
+
+def _numeric(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every column converted to numbers (non-numbers missing); integer and
+    float columns are numbers already."""
+    if all(dtype.kind in "iuf" for dtype in frame.dtypes):
+        return frame
+    return frame.apply(pd.to_numeric, errors="coerce")
 
 
 def _panel_exog(model: Any, meta: dict[str, Any], request: pd.DataFrame,
@@ -119,11 +176,16 @@ def request_example(model: Any, meta: dict[str, Any], horizon: int) -> pd.DataFr
 
 def forecast_rows(forecast: pd.DataFrame) -> list[dict[str, Any]]:
     """JSON-ready rows of a long-format forecast (dates as ``YYYY-MM-DD``)."""
-    import numpy as np
+    columns = {name: forecast[name] for name in forecast.columns}
+    columns["date"] = forecast["date"].to_numpy(dtype="datetime64[D]")
+    return column_rows(columns)
 
-    columns = {name: forecast[name].tolist() for name in forecast.columns}
-    columns["date"] = np.datetime_as_string(
-        forecast["date"].to_numpy(dtype="datetime64[D]")).tolist()
+
+def column_rows(columns: dict[str, Any]) -> list[dict[str, Any]]:
+    """JSON-ready rows of long-format forecast columns (arrays or Series, as
+    :func:`predict_columns` returns them; dates as ``YYYY-MM-DD``)."""
+    columns = {name: np.datetime_as_string(np.asarray(values, dtype="datetime64[D]")).tolist()
+               if name == "date" else values.tolist() for name, values in columns.items()}
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 

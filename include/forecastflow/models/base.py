@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
@@ -51,10 +51,16 @@ class Forecast:
 
     def to_long(self) -> pd.DataFrame:
         """One row per (series, target, date), sorted that way: ``forecast``, ``lower``,
-        ``upper``, ``step`` (1 = first period ahead). Plain array work: it is on the serving
+        ``upper``, ``step`` (1 = first period ahead)."""
+        return pd.DataFrame(self.long_columns())
+
+    def long_columns(self) -> dict[str, np.ndarray]:
+        """The columns of :meth:`to_long` as arrays. Plain array work: it is on the serving
         hot path."""
         index, n, k = self.mean.index, *self.mean.shape
         panel = isinstance(index, pd.MultiIndex)
+        if not panel and index.is_monotonic_increasing and index.is_unique:
+            return self._long_single()
         dates = index.get_level_values(DATE) if panel else index
         date_codes = np.repeat(pd.factorize(dates, sort=True)[0], k)
         target_codes = np.tile(np.arange(k), n)
@@ -67,7 +73,7 @@ class Forecast:
             keys[2][order] * k + target_codes[order])
         starts = np.r_[0, np.flatnonzero(np.diff(group)) + 1]
         step = np.arange(n * k) - np.repeat(starts, np.diff(np.r_[starts, n * k])) + 1
-        columns: dict[str, object] = {}
+        columns: dict[str, np.ndarray] = {}
         if panel:
             columns[SERIES] = sids[order]
         columns[DATE] = np.repeat(np.asarray(dates), k)[order]
@@ -76,7 +82,20 @@ class Forecast:
         for name, frame in (("forecast", self.mean), ("lower", self.lower),
                             ("upper", self.upper)):
             columns[name] = frame.to_numpy(dtype=float).reshape(-1)[order]
-        return pd.DataFrame(columns)
+        return columns
+
+    def _long_single(self) -> dict[str, np.ndarray]:
+        """``long_columns`` of one series on increasing distinct dates: target-major order."""
+        n, k = self.mean.shape
+        order = np.arange(n * k).reshape(n, k).T.ravel()  # row-major (date, target) cells
+        columns: dict[str, np.ndarray] = {
+            DATE: np.tile(np.asarray(self.mean.index), k),
+            "target": np.repeat(np.asarray(self.mean.columns, dtype=object), n),
+            "step": np.tile(np.arange(1, n + 1), k)}
+        for name, frame in (("forecast", self.mean), ("lower", self.lower),
+                            ("upper", self.upper)):
+            columns[name] = frame.to_numpy(dtype=float).reshape(-1)[order]
+        return columns
 
 
 def normal_quantile(coverage: float) -> float:
@@ -87,8 +106,26 @@ def normal_quantile(coverage: float) -> float:
 
 
 def future_index(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
+    """The next ``horizon`` dates after ``last`` (a fresh index object: callers may rename it;
+    the calendar itself is computed once per origin, frequency and horizon)."""
+    return _future_dates(pd.Timestamp(last), freq, horizon).copy()
+
+
+@lru_cache(maxsize=1024)
+def _future_dates(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeIndex:
     start = last + pd.tseries.frequencies.to_offset(freq)
     return pd.date_range(start, periods=horizon, freq=freq, name=DATE)
+
+
+def column_index(columns: list[str] | pd.Index) -> pd.Index:
+    """``pd.Index(columns)`` as a fresh object, built once per distinct tuple of names
+    (building an index of strings is most of the cost of a small DataFrame)."""
+    return _column_index(tuple(columns)).copy()
+
+
+@lru_cache(maxsize=256)
+def _column_index(columns: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(columns))
 
 
 def panel_future_index(last: dict[str, pd.Timestamp], freq: str, horizon: int,
@@ -246,9 +283,7 @@ class Forecaster:
         Xf = self._check_future_exog(int(horizon), X, index)
         with blas_threads(self.single_threaded):
             mean, lower, upper = self._predict(int(horizon), Xf, index)
-        frames = [pd.DataFrame(np.asarray(a, dtype=float), index=index, columns=self.targets_)
-                  for a in (mean, lower, upper)]
-        return Forecast(*frames, coverage=self.coverage)
+        return forecast_frames(index, self.targets_, mean, lower, upper, self.coverage)
 
     def forecast_index(self, horizon: int) -> pd.Index:
         if isinstance(self.last_, dict):
@@ -265,8 +300,11 @@ class Forecaster:
         missing = [c for c in self.exog_ if c not in X.columns]
         if missing:
             raise ModelError(f"future exog lacks column(s) {missing}; expected {self.exog_}")
-        X = X[self.exog_]
-        if isinstance(index, pd.MultiIndex):
+        if list(X.columns) != self.exog_:
+            X = X[self.exog_]
+        if X.index.equals(index):
+            pass  # already the forecast rows, in order (as predict_frame passes them)
+        elif isinstance(index, pd.MultiIndex):
             try:
                 X = X.loc[index]
             except KeyError:
@@ -284,7 +322,7 @@ class Forecaster:
                 raise ModelError(f"future exog has {len(X)} row(s); horizon {horizon} "
                                  f"needs {horizon}")
             X = X.iloc[:horizon]
-        if X.isna().to_numpy().any():
+        if _has_missing(X):
             where = X.index[X.isna().any(axis=1)][:3].tolist()
             raise ModelError(f"future exog has missing values in "
                              f"{list(X.columns[X.isna().any()])} at {where}")
@@ -293,6 +331,24 @@ class Forecaster:
     def _predict(self, horizon: int, X: pd.DataFrame | None,
                  index: pd.Index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise NotImplementedError
+
+
+def forecast_frames(index: pd.Index, targets: list[str], mean: np.ndarray, lower: np.ndarray,
+                    upper: np.ndarray, coverage: float) -> Forecast:
+    """A :class:`Forecast` of float arrays on ``index`` with ``targets`` as columns."""
+    frames = [pd.DataFrame(np.asarray(a, dtype=float), index=index,
+                           columns=column_index(targets)) for a in (mean, lower, upper)]
+    return Forecast(*frames, coverage=coverage)
+
+
+def _has_missing(X: pd.DataFrame) -> bool:
+    """Whether ``X`` has a missing value (numeric blocks checked on the array)."""
+    values = X.to_numpy()
+    if values.dtype.kind in "iub":
+        return False
+    if values.dtype.kind == "f":
+        return bool(np.isnan(values).any())
+    return bool(X.isna().to_numpy().any())
 
 
 @cache

@@ -87,6 +87,8 @@ class Transform:
         return np.exp(z) if self.uses_log else z
 
     def inverse_forecast(self, fc: Forecast) -> Forecast:
+        if not isinstance(fc.mean.index, pd.MultiIndex):
+            return self._inverse_single(fc)
         mean, lower, upper = fc.mean, fc.lower, fc.upper
         if self.uses_diff:
             panel = isinstance(mean.index, pd.MultiIndex)
@@ -108,6 +110,23 @@ class Transform:
         if self.uses_log:
             mean, lower, upper = np.exp(mean), np.exp(lower), np.exp(upper)
         return Forecast(mean, lower, upper, fc.coverage)
+
+    def _inverse_single(self, fc: Forecast) -> Forecast:
+        """``inverse_forecast`` of one series on arrays: the same operations in the same
+        order as on the frames (cumulative sums down the steps), so the same numbers."""
+        mean, lower, upper = (f.to_numpy(dtype=float) for f in (fc.mean, fc.lower, fc.upper))
+        if self.uses_diff:
+            level = np.cumsum(mean, axis=0) + self.last_.to_numpy(dtype=float)
+            up = np.sqrt(np.cumsum((upper - mean) ** 2, axis=0))
+            down = np.sqrt(np.cumsum((mean - lower) ** 2, axis=0))
+            mean, lower, upper = level, level - down, level + up
+        if self.uses_log:
+            mean, lower, upper = np.exp(mean), np.exp(lower), np.exp(upper)
+        if not self.uses_diff and not self.uses_log:
+            return Forecast(fc.mean, fc.lower, fc.upper, fc.coverage)
+        index, columns = fc.mean.index, fc.mean.columns
+        return Forecast(*(pd.DataFrame(a, index=index, columns=columns)
+                          for a in (mean, lower, upper)), fc.coverage)
 
 
 class ForecastPipeline(Forecaster):

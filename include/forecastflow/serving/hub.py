@@ -437,12 +437,14 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
     """Forecast a checked request with the model."""
     import pandas as pd
 
-    from forecastflow.lifecycle.contract import ForecastRequestError, forecast_rows, predict_frame
+    from forecastflow.lifecycle.contract import ForecastRequestError, column_rows, predict_columns
     from forecastflow.models.base import ModelError
 
     frame = pd.DataFrame({"horizon": [request.horizon]})
     if request.exog:
-        frame = pd.DataFrame(request.exog).drop(columns=["date"], errors="ignore")
+        frame = pd.DataFrame(request.exog)
+        if "date" in frame.columns:
+            frame = frame.drop(columns=["date"])
         frame["horizon"] = request.horizon
     if request.series_ids is not None:
         if not request.exog:
@@ -451,7 +453,7 @@ def run_forecast(slot: Slot, request: ForecastRequest) -> dict[str, Any]:
         elif "series_id" in frame.columns:
             frame = frame[frame["series_id"].astype(str).isin(request.series_ids)]
     try:
-        out = predict_frame(slot.model, slot.meta, frame)
+        out = predict_columns(slot.model, slot.meta, frame)  # predict_frame's, as arrays
     except (ForecastRequestError, ModelError) as err:
         raise RequestError(422, str(err)) from None
-    return _response(slot, request.horizon, forecast_rows(out))
+    return _response(slot, request.horizon, column_rows(out))
