@@ -242,6 +242,31 @@ def test_a_rerun_through_redis_and_postgres_restarts_registers_nothing_twice(clu
 
 # 4. Two runs reaching promote together -----------------------------------------------------
 
+def promotions(cluster: Cluster, runs: list[str]) -> list[dict[str, Any]]:
+    """The latest ``promote`` try of each run, in the order they started."""
+    return sorted((cluster.task(TRAIN, run, "promote")[0] | {"run": run} for run in runs),
+                  key=lambda t: t["start_date"])
+
+
+def replay(cluster: Cluster, promotes: list[dict], champion: str, previous: str | None,
+           forced: list[str]) -> tuple[str, str | None, list[str]]:
+    """Champion and previous after the logged decisions of ``promotes`` (in order), and the
+    versions announced; each decision must follow from the state the one before left."""
+    announced = []
+    for ti in promotes:
+        decision = cluster.xcom(TRAIN, ti["run"], "promote")
+        if ti["run"] in forced:
+            assert decision["changed"] and decision["challenger"] == run_versions(
+                cluster, ti["run"])[0], decision
+        if decision["changed"]:
+            assert decision["previous"] == champion, decision
+            champion, previous = decision["champion"], champion
+            announced.append(champion)
+        else:
+            assert decision["champion"] == champion, decision
+    return champion, previous, announced
+
+
 def test_concurrent_runs_promote_one_at_a_time_and_the_aliases_follow_the_decisions(cluster):
     before, known = cluster.aliases(NAME), {r["dag_run_id"] for r in cluster.runs(TRAIN)}
     events = len(asset_events(cluster))
@@ -263,32 +288,28 @@ def test_concurrent_runs_promote_one_at_a_time_and_the_aliases_follow_the_decisi
     assert hosts == {"w1", "w2"}, hosts
     assert all(len(run_versions(cluster, run)) == 1 for run in backfill)
     assert all(len(run_versions(cluster, run)) <= 1 for run in runs)
-
-    promotes = sorted((cluster.task(TRAIN, run, "promote")[0] | {"run": run} for run in runs),
-                      key=lambda t: t["start_date"])
-    # The backfill's runs were both ready to promote before either promotion ended...
-    first_end = min(t["end_date"] for t in promotes if t["run"] in backfill)
-    assert max(cluster.task(TRAIN, run, "register")[0]["end_date"]
-               for run in backfill) < first_end
-    for earlier, later in itertools.pairwise(promotes):  # ... yet none overlap
+    promotes = promotions(cluster, runs)
+    for earlier, later in itertools.pairwise(promotes):
         assert earlier["end_date"] <= later["start_date"], promotes
+    champion, previous, announced = replay(cluster, promotes, before["champion"],
+                                           before.get("previous"), backfill)
 
-    champion, previous, announced = before["champion"], before.get("previous"), []
-    for ti in promotes:  # replay the logged decisions in the order they were taken
-        decision = cluster.xcom(TRAIN, ti["run"], "promote")
-        if ti["run"] in backfill:
-            assert decision["changed"] and decision["challenger"] == run_versions(
-                cluster, ti["run"])[0]  # forced
-        if decision["changed"]:
-            assert decision["previous"] == champion, decision
-            champion, previous = decision["champion"], champion
-            announced.append(champion)
-        else:
-            assert decision["champion"] == champion, decision
+    # Both promotions again at the same moment (the runs' promote cleared together): both
+    # are ready before either ends, yet they run one after the other.
+    for run in backfill:
+        cluster.airflow("POST", f"dags/{TRAIN}/clearTaskInstances", {
+            "dag_run_id": run, "task_ids": ["promote"], "include_downstream": True,
+            "only_failed": False, "reset_dag_runs": True, "dry_run": False})
+    for run in backfill:
+        assert cluster.wait_run(TRAIN, run, 600) == "success", cluster.log_tail("scheduler")
+    first, second = promotions(cluster, backfill)
+    assert second["scheduled_when"] < first["end_date"] <= second["start_date"], (first, second)
+    champion, previous, again = replay(cluster, [first, second], champion, previous, [])
+
     aliases = cluster.aliases(NAME)
     assert (aliases["champion"], aliases["previous"]) == (champion, previous)
     fired = asset_events(cluster)[events:]
-    assert [e["extra"]["version"] for e in fired] == announced  # once per real change
+    assert [e["extra"]["version"] for e in fired] == announced + again  # once per change
 
 
 # 5. forecast_<p> while the champion alias moves --------------------------------------------
