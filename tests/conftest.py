@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +186,23 @@ def problem_for(name: str, **extra: Any) -> ProblemConfig:
                           "models": [{"family": "naive"}], **extra})
 
 
-@pytest.fixture
-def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A state folder of its own with an embedded MLflow store (no MLFLOW_TRACKING_URI)."""
+@contextmanager
+def embedded_store(home: Path) -> Iterator[Path]:
+    """``home`` as the state folder, with its embedded MLflow store (no MLFLOW_TRACKING_URI),
+    until the block ends; also for module-scoped fixtures."""
     import mlflow
 
-    monkeypatch.setenv("FORECASTFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp_path
-    mlflow.set_tracking_uri(None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FORECASTFLOW_HOME", str(home))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        try:
+            yield home
+        finally:
+            mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def isolated_store(tmp_path: Path) -> Iterator[Path]:
+    """A state folder of its own with an embedded MLflow store (no MLFLOW_TRACKING_URI)."""
+    with embedded_store(tmp_path):
+        yield tmp_path

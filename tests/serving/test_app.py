@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +22,7 @@ from forecastflow.data.series import SeriesData
 from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle import registry, tracking
 from forecastflow.lifecycle.contract import model_meta
-from tests.conftest import free_port, make_panel, problem_for, seasonal_monthly
+from tests.conftest import embedded_store, free_port, make_panel, problem_for, seasonal_monthly
 
 BIN = Path(sys.executable).parent
 SINGLE, EXOG, PANEL, NONE = "api_single", "api_exog", "api_panel", "api_none"
@@ -119,30 +118,23 @@ def first_answer(base: str, path: str, body: object, timeout: float = 60.0) -> t
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("serve")
-    old = os.environ.get("FORECASTFLOW_HOME")
-    os.environ["FORECASTFLOW_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    tracking.client()
-    single = SeriesData(seasonal_monthly(72), None, "MS", season=12)
-    models = {
-        SINGLE: register(SINGLE, single, Trial("seasonal_naive", {}, "none"), "s1"),
-        EXOG: register(EXOG, exog_data(), Trial("sarimax", {"order": [1, 0, 0], "trend": "c",
-                                                           "maxiter": 25}, "none"), "e1",
-                       exog=["price"]),
-        PANEL: register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
-                        Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id"),
-    }
-    process, base = start_server(home, "--poll-seconds", "0.5")
-    try:
-        wait_for(lambda: call(base, "/health")[1]["status"] == "ok", what="server start")
-        yield {"base": base, "home": home, "single": single, "versions": models}
-    finally:
-        stop_server(process)
-        mlflow.set_tracking_uri(None)
-        if old is None:
-            os.environ.pop("FORECASTFLOW_HOME", None)
-        else:
-            os.environ["FORECASTFLOW_HOME"] = old
+    with embedded_store(home):
+        tracking.client()
+        single = SeriesData(seasonal_monthly(72), None, "MS", season=12)
+        models = {
+            SINGLE: register(SINGLE, single, Trial("seasonal_naive", {}, "none"), "s1"),
+            EXOG: register(EXOG, exog_data(), Trial("sarimax", {"order": [1, 0, 0],
+                                                               "trend": "c", "maxiter": 25},
+                                                     "none"), "e1", exog=["price"]),
+            PANEL: register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
+                            Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id"),
+        }
+        process, base = start_server(home, "--poll-seconds", "0.5")
+        try:
+            wait_for(lambda: call(base, "/health")[1]["status"] == "ok", what="server start")
+            yield {"base": base, "home": home, "single": single, "versions": models}
+        finally:
+            stop_server(process)
 
 
 def test_health_problems_and_docs(server):

@@ -13,7 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from forecastflow.data.series import SeriesData
@@ -21,7 +20,7 @@ from forecastflow.evaluation.search import Trial
 from forecastflow.lifecycle import registry, tracking
 from forecastflow.serving.hub import Hub
 from forecastflow.serving.workers import ModelWorkers
-from tests.conftest import make_panel
+from tests.conftest import embedded_store, make_panel
 from tests.serving.test_app import (
     EXOG,
     PANEL,
@@ -58,26 +57,17 @@ def hub_at(folder: Path, version: str, problems: list[str]) -> Hub:
 def store(tmp_path_factory):
     """EXOG with two versions (SARIMAX AR(1), AR(2)) and an exog-free PANEL."""
     home = tmp_path_factory.mktemp("workers")
-    old = os.environ.get("FORECASTFLOW_HOME")
-    os.environ["FORECASTFLOW_HOME"] = str(home)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    tracking.client()
-    data = exog_data()
-    versions = [register(EXOG, data, Trial("sarimax", {"order": [p, 0, 0], "trend": "c",
-                                                       "maxiter": 25}, "none"), f"e{p}",
-                         promote=False, exog=["price"]) for p in (1, 2)]
-    register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
-             Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id")
-    folder = home / "serving"
-    hubs = {v: hub_at(folder, v, [EXOG]) for v in versions}
-    try:
+    with embedded_store(home):
+        tracking.client()
+        data = exog_data()
+        versions = [register(EXOG, data, Trial("sarimax", {"order": [p, 0, 0], "trend": "c",
+                                                           "maxiter": 25}, "none"), f"e{p}",
+                             promote=False, exog=["price"]) for p in (1, 2)]
+        register(PANEL, SeriesData(make_panel(), None, "MS", season=12),
+                 Trial("seasonal_naive", {}, "none"), "p1", id_column="series_id")
+        folder = home / "serving"
+        hubs = {v: hub_at(folder, v, [EXOG]) for v in versions}
         yield {"folder": folder, "versions": versions, "hubs": hubs}
-    finally:
-        mlflow.set_tracking_uri(None)
-        if old is None:
-            os.environ.pop("FORECASTFLOW_HOME", None)
-        else:
-            os.environ["FORECASTFLOW_HOME"] = old
 
 
 @pytest.fixture(scope="module")

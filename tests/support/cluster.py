@@ -130,11 +130,9 @@ class Cluster:
 
     def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1
               ) -> list[dict[str, Any]]:
-        path = (f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/"
-                f"{task_id}/{map_index}/tries" if map_index >= 0 else
-                f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/"
-                f"{task_id}/tries")
-        return self.airflow("GET", path)["task_instances"]
+        index = f"/{map_index}" if map_index >= 0 else ""
+        return self.airflow("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/"
+                                   f"taskInstances/{task_id}{index}/tries")["task_instances"]
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
         found = self.airflow("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/"

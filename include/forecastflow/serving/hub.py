@@ -226,9 +226,8 @@ class Hub:
                 continue
             with self._load_locks[problem]:  # an unreadable cached copy is fetched again
                 try:
-                    model, meta = registry.load_version(
-                        problem, version, cache=self.folder,
-                        sha256=current.tags.get(storage.SHA256_TAG))
+                    model, meta = registry.load_version(problem, version, cache=self.folder,
+                                                        sha256=recorded)
                 except registry.ModelLoadError as err:
                     kept = f"; still serving v{slot.version}" if slot else ""
                     self.errors[problem] = f"champion v{version} failed to load: {err}{kept}"
@@ -240,8 +239,7 @@ class Hub:
                 if card is None:  # registered without one: written here once
                     card = self.disk.write_card(problem, version, model, meta)
                 new = self._slot(problem, version, family, model, meta, metrics, "registry",
-                                 None if card is None else card["table"],
-                                 current.tags.get(storage.SHA256_TAG))
+                                 None if card is None else card["table"], recorded)
                 self._install(new)
             self._write_pointer(new)
             self.errors.pop(problem, None)
